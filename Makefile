@@ -1,0 +1,85 @@
+# smsbridge: every entry point. `make run` runs the whole system locally, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY_MINOR := 3.12
+VENV := .venv
+BIN := $(VENV)/bin
+# The Lambda runtime's Python (python3.12), found on PATH or through pyenv.
+# (pyenv's shim answers for python3.12 only when 3.12 is selected, so ask it for the real path.)
+PYTHON_FOR_VENV ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(PY_MINOR).*/bin/python$(PY_MINOR) 2>/dev/null | sort -V -r) $$(command -v python$(PY_MINOR)); do $$p -c 'import sys' 2>/dev/null && echo $$p && break; done)
+# sam build must find python3.12 without a container: the venv's bin comes first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export AWS_DEFAULT_REGION ?= eu-west-1
+export SAM_CLI_TELEMETRY := 0
+
+FUNCTIONS := $(wildcard functions/*/app.py)
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements-dev.txt shared/requirements.txt
+	@test -n "$(PYTHON_FOR_VENV)" || { echo "python$(PY_MINOR) not found (install it with pyenv)"; exit 1; }
+	$(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+.PHONY: install
+install: $(BIN)/.installed ## create .venv with everything the project needs
+
+.PHONY: lint
+lint: install ## ruff (lint and format check)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: format
+format: install ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+.PHONY: typecheck
+typecheck: install ## mypy (strict) over the layer, the local stack, tests, and each handler
+	$(BIN)/mypy shared local bench tests
+	@for f in $(FUNCTIONS); do $(BIN)/mypy --no-error-summary $$f || exit 1; done
+
+.PHONY: validate
+validate: install ## sam validate --lint (cfn-lint with the serverless rules)
+	$(BIN)/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
+
+.PHONY: unit
+unit: install ## unit tests of the layer and the handler tests (moto in-process)
+	$(BIN)/pytest tests/unit tests/handlers -q
+
+.PHONY: e2e
+e2e: install ## end-to-end tests through the local stack over HTTP
+	$(BIN)/pytest tests/e2e -q
+
+.PHONY: test
+test: install lint typecheck validate ## every check and every test
+	$(BIN)/pytest -q
+
+.PHONY: run
+run: install ## the whole system on loopback: moto, HTTP API, drivers, carrier simulator
+	$(BIN)/python -m local
+
+.PHONY: bench
+bench: install ## cold-import ratios per handler and AWS calls per message
+	$(BIN)/python -m bench
+
+.PHONY: report
+report: install ## SMS channel report from the Messages table (ARGS="--since 24h --table NAME")
+	$(BIN)/python -m local.report $(ARGS)
+
+.PHONY: build
+build: install ## sam build (no container: python3.12 from .venv)
+	$(BIN)/sam build --template template.yaml
+
+.PHONY: deploy
+deploy: build ## sam deploy (add ARGS=--guided the first time)
+	$(BIN)/sam deploy $(ARGS)
+
+.PHONY: clean
+clean: ## remove build output and the venv
+	rm -rf .aws-sam $(VENV) .mypy_cache .ruff_cache .pytest_cache

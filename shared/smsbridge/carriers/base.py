@@ -1,0 +1,156 @@
+"""What every carrier format module provides, and the values that cross that boundary.
+
+A format module (`smsbridge.carriers.<format>`) owns its protocol in both directions: submitting a
+message, polling its status (where the carrier is polled), reading delivery receipts posted to
+`/dlr/{carrier}` and answering them in the carrier's own shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import requests
+
+from smsbridge.config import CarrierConfig
+from smsbridge.statuses import Status
+from smsbridge.web import HttpAnswer, HttpRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One message as a carrier receives it."""
+
+    #: smsbridge's id of the message: the carrier-side reference key, the same on every try.
+    reference: str
+    #: E.164, with the leading '+'.
+    to: str
+    text: str
+    sender: str
+    #: ISO 3166 alpha-2 region of `to` (Concepto Móvil wants it), '' when unknown.
+    country: str = ""
+    validity_minutes: int | None = None
+    alternate_delivery: bool = False
+    #: Where the carrier should post receipts for this message ('' when it is polled).
+    receipt_url: str = ""
+    #: The client's own message id (Vibes keeps the submitter id across an alternate).
+    client_message_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """The carrier accepted the submission."""
+
+    gateway_id: str
+    #: The carrier's raw answer state ("Accepted", "accepted", "ok" ...).
+    gateway_status: str
+    status: Status = Status.SUBMITTED
+
+
+class SubmitError(Exception):
+    """The submission did not go through."""
+
+    def __init__(
+        self, description: str, *, gateway_status: str = "", gateway_error: str = ""
+    ) -> None:
+        super().__init__(description)
+        self.description = description
+        self.gateway_status = gateway_status
+        self.gateway_error = gateway_error
+
+
+class TransientSubmitError(SubmitError):
+    """5xx, 429, connection error or time-out: try again later with the same reference."""
+
+
+class PermanentSubmitError(SubmitError):
+    """4xx or an error state: trying again cannot help. `status` is the final status to record."""
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        gateway_status: str = "",
+        gateway_error: str = "",
+        status: Status = Status.FAILED,
+    ) -> None:
+        super().__init__(description, gateway_status=gateway_status, gateway_error=gateway_error)
+        self.status = status
+
+
+class PollError(Exception):
+    """A status poll failed (time-out, 5xx, garbage, unknown state): poll again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One delivery receipt (or polled status) in canonical form."""
+
+    #: The carrier's message id, normalised with the format's `normalise_id`.
+    gateway_id: str
+    #: The carrier's own status word, as received.
+    gateway_status: str
+    status: Status
+    #: The carrier's time of the event (doneDate, receiptDate ...), None when not given.
+    at: datetime | None = None
+    #: The carrier's error code(s), '' when none.
+    gateway_error: str = ""
+    description: str = ""
+    forwarded_to: str = ""
+    forwarded_from: str = ""
+    #: Smartswitch `request_id`, echoed in the answer.
+    request_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class ReceiptError(Exception):
+    """A receipt request that is refused; answered in the format's own shape."""
+
+    status_code = 400
+    code = "invalid_parameter"
+    title = "Invalid parameter"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ReceiptAuthError(ReceiptError):
+    status_code = 401
+    code = "authentication"
+    title = "Authentication error"
+
+
+class MalformedReceipt(ReceiptError):
+    status_code = 400
+    code = "invalid_parameter"
+    title = "Invalid parameter"
+
+
+class UnsupportedMediaType(ReceiptError):
+    status_code = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class PayloadTooLarge(ReceiptError):
+    status_code = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class CarrierFormat(Protocol):
+    """The interface of a format module (each module implements these as functions)."""
+
+    def submit(
+        self, session: requests.Session, carrier: CarrierConfig, submission: Submission
+    ) -> SubmitResult: ...
+
+    def normalise_id(self, raw: str) -> str: ...
+
+    def read_receipts(self, request: HttpRequest, carrier: CarrierConfig) -> list[Receipt]: ...
+
+    def answer_receipts(self, receipts: list[Receipt]) -> HttpAnswer: ...
+
+    def answer_error(self, error: ReceiptError) -> HttpAnswer: ...

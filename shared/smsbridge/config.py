@@ -1,0 +1,348 @@
+"""Settings from the environment, and the clients/carriers/routes document with its secrets.
+
+The document (SPEC 6) lives in SSM Parameter Store (`CONFIG_PARAMETER`); secrets in one Secrets
+Manager secret (`SECRETS_ID`, a JSON object). Both are read through Powertools Parameters, cached
+for `CONFIG_MAX_AGE_SECONDS`. The local stack seeds both from files under `local/`.
+A bad value raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMATS = ("ip2sms", "vibes", "smartswitch", "conceptomovil")
+MESSAGE_TYPES = ("verification", "medication_request", "text", "2FA")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+def _env_int(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+    return value
+
+
+def _env_bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Non-secret settings from environment variables (template.yaml sets them)."""
+
+    messages_table: str = "smsbridge-messages"
+    dispatch_queue_url: str = ""
+    config_parameter: str = "/smsbridge/config"
+    secrets_id: str = "smsbridge/secrets"
+    config_max_age_seconds: int = 300
+    #: Base URL of this API as carriers reach it (for receipt callback URLs).
+    public_base_url: str = ""
+    status_timeout_seconds: int = 72 * 3600
+    submit_max_attempts: int = 5
+    submit_backoff_seconds: int = 10
+    submit_lease_seconds: int = 60
+    poll_first_seconds: int = 60
+    poll_max_interval_seconds: int = 900
+    requeue_after_seconds: int = 120
+    poller_batch_limit: int = 500
+    poller_time_budget_seconds: int = 40
+    poller_concurrency: int = 8
+    store_otp_body: bool = False
+    message_ttl_days: int = 90
+    orphan_ttl_days: int = 7
+    max_body_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            messages_table=env.get("MESSAGES_TABLE") or d.messages_table,
+            dispatch_queue_url=env.get("DISPATCH_QUEUE_URL") or d.dispatch_queue_url,
+            config_parameter=env.get("CONFIG_PARAMETER") or d.config_parameter,
+            secrets_id=env.get("SECRETS_ID") or d.secrets_id,
+            config_max_age_seconds=_env_int(env, "CONFIG_MAX_AGE_SECONDS", d.config_max_age_seconds),
+            public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/"),
+            status_timeout_seconds=_env_int(
+                env, "STATUS_TIMEOUT_SECONDS", d.status_timeout_seconds, 1
+            ),
+            submit_max_attempts=_env_int(env, "SUBMIT_MAX_ATTEMPTS", d.submit_max_attempts, 1),
+            submit_backoff_seconds=_env_int(
+                env, "SUBMIT_BACKOFF_SECONDS", d.submit_backoff_seconds
+            ),
+            submit_lease_seconds=_env_int(env, "SUBMIT_LEASE_SECONDS", d.submit_lease_seconds, 1),
+            poll_first_seconds=_env_int(env, "POLL_FIRST_SECONDS", d.poll_first_seconds),
+            poll_max_interval_seconds=_env_int(
+                env, "POLL_MAX_INTERVAL_SECONDS", d.poll_max_interval_seconds, 1
+            ),
+            requeue_after_seconds=_env_int(
+                env, "REQUEUE_AFTER_SECONDS", d.requeue_after_seconds, 1
+            ),
+            poller_batch_limit=_env_int(env, "POLLER_BATCH_LIMIT", d.poller_batch_limit, 1),
+            poller_time_budget_seconds=_env_int(
+                env, "POLLER_TIME_BUDGET_SECONDS", d.poller_time_budget_seconds, 1
+            ),
+            poller_concurrency=_env_int(env, "POLLER_CONCURRENCY", d.poller_concurrency, 1),
+            store_otp_body=_env_bool(env, "STORE_OTP_BODY", d.store_otp_body),
+            message_ttl_days=_env_int(env, "MESSAGE_TTL_DAYS", d.message_ttl_days, 1),
+            orphan_ttl_days=_env_int(env, "ORPHAN_TTL_DAYS", d.orphan_ttl_days, 1),
+            max_body_bytes=_env_int(env, "MAX_BODY_BYTES", d.max_body_bytes, 1),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierConfig:
+    name: str
+    format: str
+    submit_url: str = ""
+    #: IP2SMS: where `<request id="..">status</request>` goes.
+    status_url: str = ""
+    #: Default sender (short code, long code or alphanumeric).
+    sender: str = ""
+    #: Vibes `source type`: SC (short code) or LC (long code).
+    sender_type: str = "SC"
+    #: True: the carrier posts no receipts; the poller asks it.
+    poll: bool = False
+    alternate: str | None = None
+    max_per_second: float | None = None
+    connect_timeout: float = 3.05
+    read_timeout: float = 10.0
+    # Secrets (from the secrets document, never from the config document):
+    username: str = ""
+    password: str = ""
+    api_key: str = ""
+    token: str = ""
+    dlr_login: str = ""
+    dlr_password: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    name: str
+    #: "json" (the /v1 API) or "ofsc" (the SOAP outbound API).
+    kind: str = "json"
+    #: Senders this client may use; empty: the route's carrier default only.
+    senders: tuple[str, ...] = ()
+    #: ISO 3166 region used for national numbers without a `country`.
+    default_country: str = ""
+    #: OFSC: "advanced" answers `sending`, "simple" answers `sent`.
+    workflow: str = "advanced"
+    #: OFSC `user` block hash: "sha256" (current) or "md5" (legacy).
+    auth_hash: str = "sha256"
+    #: Where status callbacks go (OFSC: overrides app_host/app_port/app_url).
+    callback_url: str = ""
+    # Secrets:
+    login: str = ""
+    password: str = ""
+    token: str = ""
+    callback_secret: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    default: str
+    by_type: dict[str, str] = field(default_factory=dict)
+    by_prefix: dict[str, str] = field(default_factory=dict)
+
+    def carrier_for(self, phone_number: str, message_type: str) -> str:
+        """by_type first, then the longest matching prefix, then the default."""
+        if message_type in self.by_type:
+            return self.by_type[message_type]
+        best = ""
+        for prefix in self.by_prefix:
+            if phone_number.startswith(prefix) and len(prefix) > len(best):
+                best = prefix
+        return self.by_prefix[best] if best else self.default
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    clients: dict[str, ClientConfig]
+    carriers: dict[str, CarrierConfig]
+    routes: Routes
+    #: Status time-out in seconds per message type (SPEC 4.2), falling back to the setting.
+    status_timeouts: dict[str, int] = field(default_factory=dict)
+
+    def carrier(self, name: str) -> CarrierConfig:
+        return self.carriers[name]
+
+    def status_timeout(self, message_type: str, default: int) -> int:
+        return self.status_timeouts.get(message_type, default)
+
+
+DEFAULT_STATUS_TIMEOUTS = {"verification": 1800, "2FA": 1800}
+
+
+def _section(doc: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}{key} must be an object")
+    return value
+
+
+def _str(doc: Mapping[str, Any], key: str, where: str, default: str = "") -> str:
+    value = doc.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}{key} must be a string")
+    return value
+
+
+def _num(doc: Mapping[str, Any], key: str, where: str, default: float | None) -> float | None:
+    value = doc.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}{key} must be a positive number")
+    return float(value)
+
+
+def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> AppConfig:
+    """Build the configuration from the document and the secrets; raise ConfigError on any fault."""
+    if not isinstance(document, Mapping):
+        raise ConfigError("the configuration document must be a JSON object")
+    secret_clients = _section(secrets, "clients", "secrets.")
+    secret_carriers = _section(secrets, "carriers", "secrets.")
+
+    carriers: dict[str, CarrierConfig] = {}
+    for name, raw in _section(document, "carriers", "").items():
+        where = f"carriers.{name}."
+        if not isinstance(raw, dict):
+            raise ConfigError(f"carriers.{name} must be an object")
+        fmt = _str(raw, "format", where)
+        if fmt not in FORMATS:
+            raise ConfigError(f"{where}format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        secret = secret_carriers.get(name, {})
+        if not isinstance(secret, dict):
+            raise ConfigError(f"secrets.carriers.{name} must be an object")
+        sender_type = _str(raw, "sender_type", where, "SC")
+        if sender_type not in ("SC", "LC"):
+            raise ConfigError(f"{where}sender_type must be SC or LC")
+        carriers[name] = CarrierConfig(
+            name=name,
+            format=fmt,
+            submit_url=_str(raw, "submit_url", where),
+            status_url=_str(raw, "status_url", where),
+            sender=_str(raw, "sender", where),
+            sender_type=sender_type,
+            poll=bool(raw.get("poll", fmt == "ip2sms")),
+            alternate=raw.get("alternate") or None,
+            max_per_second=_num(raw, "max_per_second", where, None),
+            connect_timeout=_num(raw, "connect_timeout", where, 3.05) or 3.05,
+            read_timeout=_num(raw, "read_timeout", where, 10.0) or 10.0,
+            username=_str(secret, "username", f"secrets.{where}"),
+            password=_str(secret, "password", f"secrets.{where}"),
+            api_key=_str(secret, "api_key", f"secrets.{where}"),
+            token=_str(secret, "token", f"secrets.{where}"),
+            dlr_login=_str(secret, "dlr_login", f"secrets.{where}"),
+            dlr_password=_str(secret, "dlr_password", f"secrets.{where}"),
+        )
+    if not carriers:
+        raise ConfigError("carriers must name at least one carrier")
+    for carrier in carriers.values():
+        if carrier.alternate is not None and carrier.alternate not in carriers:
+            raise ConfigError(
+                f"carriers.{carrier.name}.alternate names an unknown carrier {carrier.alternate!r}"
+            )
+        if not carrier.submit_url:
+            raise ConfigError(f"carriers.{carrier.name}.submit_url is required")
+        if carrier.poll and not carrier.status_url:
+            raise ConfigError(f"carriers.{carrier.name}.status_url is required when poll is true")
+
+    clients: dict[str, ClientConfig] = {}
+    for name, raw in _section(document, "clients", "").items():
+        where = f"clients.{name}."
+        if not isinstance(raw, dict):
+            raise ConfigError(f"clients.{name} must be an object")
+        kind = _str(raw, "kind", where, "json")
+        if kind not in ("json", "ofsc"):
+            raise ConfigError(f"{where}kind must be json or ofsc")
+        workflow = _str(raw, "workflow", where, "advanced")
+        if workflow not in ("advanced", "simple"):
+            raise ConfigError(f"{where}workflow must be advanced or simple")
+        auth_hash = _str(raw, "auth_hash", where, "sha256")
+        if auth_hash not in ("sha256", "md5"):
+            raise ConfigError(f"{where}auth_hash must be sha256 or md5")
+        senders = raw.get("senders", [])
+        if not isinstance(senders, list) or not all(isinstance(s, str) for s in senders):
+            raise ConfigError(f"{where}senders must be a list of strings")
+        secret = secret_clients.get(name, {})
+        if not isinstance(secret, dict):
+            raise ConfigError(f"secrets.clients.{name} must be an object")
+        clients[name] = ClientConfig(
+            name=name,
+            kind=kind,
+            senders=tuple(senders),
+            default_country=_str(raw, "default_country", where).upper(),
+            workflow=workflow,
+            auth_hash=auth_hash,
+            callback_url=_str(raw, "callback_url", where),
+            login=_str(secret, "login", f"secrets.{where}", _str(raw, "login", where, name)),
+            password=_str(secret, "password", f"secrets.{where}"),
+            token=_str(secret, "token", f"secrets.{where}"),
+            callback_secret=_str(secret, "callback_secret", f"secrets.{where}"),
+        )
+
+    raw_routes = _section(document, "routes", "")
+    default = _str(raw_routes, "default", "routes.")
+    if default not in carriers:
+        raise ConfigError(f"routes.default must name a carrier, got {default!r}")
+    by_type = _section(raw_routes, "by_type", "routes.")
+    by_prefix = _section(raw_routes, "by_prefix", "routes.")
+    for section, mapping in (("by_type", by_type), ("by_prefix", by_prefix)):
+        for key, target in mapping.items():
+            if target not in carriers:
+                raise ConfigError(f"routes.{section}.{key} names an unknown carrier {target!r}")
+    for key in by_type:
+        if key not in MESSAGE_TYPES:
+            raise ConfigError(f"routes.by_type.{key} is not a message type")
+
+    timeouts = dict(DEFAULT_STATUS_TIMEOUTS)
+    for key, value in _section(document, "status_timeouts", "").items():
+        if key not in MESSAGE_TYPES or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"status_timeouts.{key} must be a positive integer for a message type")
+        timeouts[key] = value
+
+    return AppConfig(
+        clients=clients,
+        carriers=carriers,
+        routes=Routes(default=default, by_type=dict(by_type), by_prefix=dict(by_prefix)),
+        status_timeouts=timeouts,
+    )
+
+
+def load_config(settings: Settings) -> AppConfig:
+    """Read the document and the secrets through Powertools Parameters (cached per container)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    document = parameters.get_parameter(
+        settings.config_parameter, transform="json", max_age=settings.config_max_age_seconds
+    )
+    secrets = parameters.get_secret(
+        settings.secrets_id, transform="json", max_age=settings.config_max_age_seconds
+    )
+    if not isinstance(document, dict):
+        raise ConfigError(f"{settings.config_parameter} must hold a JSON object")
+    if not isinstance(secrets, dict):
+        raise ConfigError(f"{settings.secrets_id} must hold a JSON object")
+    return parse_config(document, secrets)

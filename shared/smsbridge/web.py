@@ -1,0 +1,54 @@
+"""A neutral HTTP request/answer pair, so that protocol modules never see API Gateway's event shape."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    #: Header names in lower case.
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Query parameters in the order they came, repeated names kept.
+    query: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower case ('' when absent)."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    def form(self) -> list[tuple[str, str]]:
+        """The body read as application/x-www-form-urlencoded, in order."""
+        return parse_qsl(self.body.decode("utf-8", errors="replace"), keep_blank_values=True)
+
+    def basic_auth(self) -> tuple[str, str] | None:
+        """(login, password) from an `Authorization: Basic` header, None when absent or malformed."""
+        value = self.headers.get("authorization", "")
+        scheme, _, encoded = value.partition(" ")
+        if scheme.lower() != "basic" or not encoded:
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        login, sep, password = decoded.partition(":")
+        return (login, password) if sep else None
+
+    def bearer_token(self) -> str | None:
+        value = self.headers.get("authorization", "")
+        scheme, _, token = value.partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    status: int
+    body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)

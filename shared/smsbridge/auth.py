@@ -1,4 +1,5 @@
-"""Constant-time credential checks: a failed check costs the same whether the login exists or not."""
+"""Constant-time credential checks: a failed check costs the same, whether the login exists
+or not."""
 
 from __future__ import annotations
 

@@ -80,7 +80,9 @@ class Settings:
             dispatch_queue_url=env.get("DISPATCH_QUEUE_URL") or d.dispatch_queue_url,
             config_parameter=env.get("CONFIG_PARAMETER") or d.config_parameter,
             secrets_id=env.get("SECRETS_ID") or d.secrets_id,
-            config_max_age_seconds=_env_int(env, "CONFIG_MAX_AGE_SECONDS", d.config_max_age_seconds),
+            config_max_age_seconds=_env_int(
+                env, "CONFIG_MAX_AGE_SECONDS", d.config_max_age_seconds
+            ),
             public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/"),
             status_timeout_seconds=_env_int(
                 env, "STATUS_TIMEOUT_SECONDS", d.status_timeout_seconds, 1
@@ -208,6 +210,13 @@ def _str(doc: Mapping[str, Any], key: str, where: str, default: str = "") -> str
     return value
 
 
+def _bool(doc: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = doc.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}{key} must be true or false")
+    return value
+
+
 def _num(doc: Mapping[str, Any], key: str, where: str, default: float | None) -> float | None:
     value = doc.get(key, default)
     if value is None:
@@ -245,8 +254,8 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
             status_url=_str(raw, "status_url", where),
             sender=_str(raw, "sender", where),
             sender_type=sender_type,
-            poll=bool(raw.get("poll", fmt == "ip2sms")),
-            alternate=raw.get("alternate") or None,
+            poll=_bool(raw, "poll", where, fmt == "ip2sms"),
+            alternate=_str(raw, "alternate", where) or None,
             max_per_second=_num(raw, "max_per_second", where, None),
             connect_timeout=_num(raw, "connect_timeout", where, 3.05) or 3.05,
             read_timeout=_num(raw, "read_timeout", where, 10.0) or 10.0,
@@ -311,7 +320,7 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
     by_prefix = _section(raw_routes, "by_prefix", "routes.")
     for section, mapping in (("by_type", by_type), ("by_prefix", by_prefix)):
         for key, target in mapping.items():
-            if target not in carriers:
+            if not isinstance(target, str) or target not in carriers:
                 raise ConfigError(f"routes.{section}.{key} names an unknown carrier {target!r}")
     for key in by_type:
         if key not in MESSAGE_TYPES:
@@ -319,8 +328,10 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
 
     timeouts = dict(DEFAULT_STATUS_TIMEOUTS)
     for key, value in _section(document, "status_timeouts", "").items():
-        if key not in MESSAGE_TYPES or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"status_timeouts.{key} must be a positive integer for a message type")
+        if key not in MESSAGE_TYPES or type(value) is not int or value <= 0:
+            raise ConfigError(
+                f"status_timeouts.{key} must be a positive integer for a message type"
+            )
         timeouts[key] = value
 
     return AppConfig(

@@ -14,11 +14,14 @@ class UnsafeOrMalformedXml(ValueError):
 
 def parse(document: bytes | str) -> Element:
     try:
-        return fromstring(document, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: Element = fromstring(
+            document, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
     except DefusedXmlException as exc:
         raise UnsafeOrMalformedXml(f"refused XML: {type(exc).__name__}") from exc
     except (ParseError, ValueError) as exc:
         raise UnsafeOrMalformedXml(f"malformed XML: {exc}") from exc
+    return root
 
 
 def local_name(element: Element) -> str:

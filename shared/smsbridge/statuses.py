@@ -71,7 +71,7 @@ _RANK: dict[Status, int] = {
     Status.SUBMITTED: 1,
     Status.ENROUTE: 2,
     Status.UNKNOWN: 2,
-    **{status: 3 for status in FINAL},
+    **dict.fromkeys(FINAL, 3),
 }
 
 #: The status OFSC is told for each canonical status (None: OFSC hears the alternate's outcome).

@@ -1,4 +1,4 @@
-"""A neutral HTTP request/answer pair, so that protocol modules never see API Gateway's event shape."""
+"""A neutral HTTP request/answer pair: protocol modules never see API Gateway's event shape."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class HttpRequest:
         return parse_qsl(self.body.decode("utf-8", errors="replace"), keep_blank_values=True)
 
     def basic_auth(self) -> tuple[str, str] | None:
-        """(login, password) from an `Authorization: Basic` header, None when absent or malformed."""
+        """(login, password) of an `Authorization: Basic` header; None when absent or malformed."""
         value = self.headers.get("authorization", "")
         scheme, _, encoded = value.partition(" ")
         if scheme.lower() != "basic" or not encoded:

@@ -7,6 +7,7 @@ message, polling its status (where the carrier is polled), reading delivery rece
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -154,3 +155,70 @@ class CarrierFormat(Protocol):
     def answer_receipts(self, receipts: list[Receipt]) -> HttpAnswer: ...
 
     def answer_error(self, error: ReceiptError) -> HttpAnswer: ...
+
+
+def post_submission(
+    session: requests.Session,
+    carrier: CarrierConfig,
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    accepted: Callable[[requests.Response], SubmitResult],
+    refused: Callable[[requests.Response], PermanentSubmitError],
+    auth: tuple[str, str] | None = None,
+) -> SubmitResult:
+    """POST one submission to `carrier.submit_url` and classify the outcome.
+
+    `accepted` reads a 2xx answer, `refused` turns any other 4xx into the carrier's error.
+    Connection errors, time-outs, 5xx and 429 are transient, and so is anything that goes wrong
+    while reading an answer: the carrier may have taken the message, and the retry reuses the
+    reference key. Only TransientSubmitError and PermanentSubmitError ever leave this function,
+    and their texts name the carrier and the kind of failure, never a URL or a credential.
+    The rules are those of docs/carrier-protocols.md.
+    """
+    try:
+        response = session.post(
+            carrier.submit_url,
+            data=body,
+            headers=dict(headers),
+            auth=auth,
+            timeout=(carrier.connect_timeout, carrier.read_timeout),
+        )
+    except requests.Timeout as exc:
+        raise TransientSubmitError(f"{carrier.name}: submission timed out") from exc
+    except requests.ConnectionError as exc:
+        raise TransientSubmitError(f"{carrier.name}: connection failed") from exc
+    except (
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidURL,
+        requests.exceptions.URLRequired,
+    ) as exc:
+        raise PermanentSubmitError(f"{carrier.name}: submit_url is not a usable URL") from exc
+    except Exception as exc:
+        raise TransientSubmitError(
+            f"{carrier.name}: submission failed ({type(exc).__name__})"
+        ) from exc
+
+    code = response.status_code
+    if code >= 500 or code == 429:
+        raise TransientSubmitError(f"{carrier.name} answered HTTP {code}", gateway_error=str(code))
+    if not (200 <= code < 300 or 400 <= code < 500):
+        raise TransientSubmitError(
+            f"{carrier.name}: unexpected HTTP {code}", gateway_error=str(code)
+        )
+    try:
+        if code < 300:
+            return accepted(response)
+        error = refused(response)
+    except SubmitError:
+        raise
+    except Exception as exc:
+        if code >= 400:
+            raise PermanentSubmitError(
+                f"{carrier.name} refused the message (HTTP {code})", gateway_error=str(code)
+            ) from exc
+        raise TransientSubmitError(
+            f"{carrier.name}: unreadable answer ({type(exc).__name__})"
+        ) from exc
+    raise error

@@ -1,0 +1,59 @@
+"""Dispatch: SQS batches of queued messages, each submitted to its routed carrier.
+
+Partial batch failures: a record to retry later gets its visibility set to the back-off and is
+reported failed; every other record is done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from smsbridge.dispatching import Dispatcher
+from smsbridge.queueing import message_id_of
+from smsbridge.ratelimit import RateLimiter
+from smsbridge.runtime import Runtime
+
+logger = Logger(service="smsbridge")
+runtime = Runtime.from_env()
+session = requests.Session()
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+class RetryLater(Exception):
+    """The record goes back on the queue (its visibility already set to the back-off)."""
+
+
+def record_handler(record: SQSRecord) -> str:
+    try:
+        message_id = message_id_of(record.body)
+    except ValueError:
+        logger.error("dropping a record that is not a dispatch record")
+        return "dropped"
+    logger.append_keys(correlation_id=message_id)
+    tracker = runtime.tracker()
+    dispatcher = Dispatcher(tracker, session, RateLimiter(tracker.repository))
+    result = dispatcher.dispatch(message_id)
+    logger.info("dispatched", extra={"outcome": result.outcome})
+    if result.retry_after is not None:
+        runtime.queue().retry_later(record.receipt_handle, result.retry_after)
+        raise RetryLater(result.outcome)
+    return result.outcome
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    )

@@ -1,0 +1,172 @@
+"""Message intake: POST /ofsc (OFSC SOAP), POST /v1/messages, GET/DELETE /v1/messages/{id}, /health.
+
+Thin: authenticate, parse, call the layer's intake, answer at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+import smsbridge
+from smsbridge import auth
+from smsbridge.api_models import BatchIn, MessageIn, message_response
+from smsbridge.config import ClientConfig
+from smsbridge.intake import CancelResult, Intake
+from smsbridge.ofsc_service import OfscService
+from smsbridge.runtime import Runtime
+from smsbridge.web import HttpAnswer, HttpRequest
+
+logger = Logger(service="smsbridge")
+runtime = Runtime.from_env()
+app = APIGatewayHttpResolver(enable_validation=True)
+app.enable_swagger(
+    path="/v1/docs",
+    title="smsbridge JSON API",
+    version=smsbridge.__version__,
+    description="Send SMS, read their status and history, cancel queued ones.",
+)
+
+JSON = "application/json"
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def _intake() -> Intake:
+    return Intake(
+        runtime.repository(),
+        runtime.settings,
+        runtime.config(),
+        runtime.queue(),
+        runtime.metrics,
+        runtime.clock,
+    )
+
+
+def _http_request() -> HttpRequest:
+    event = app.current_event
+    return HttpRequest(
+        method=event.request_context.http.method,
+        path=event.raw_path,
+        headers={key.lower(): value for key, value in (event.headers or {}).items()},
+        body=(event.decoded_body or "").encode("utf-8"),
+    )
+
+
+def _json_client() -> ClientConfig:
+    """Bearer token or Basic, compared against every JSON client in constant time."""
+    request = _http_request()
+    token = request.bearer_token()
+    basic = request.basic_auth()
+    found: ClientConfig | None = None
+    for client in runtime.config().clients.values():
+        if client.kind != "json":
+            continue
+        if (token is not None and auth.equals(token, client.token)) or (
+            basic is not None
+            and auth.credentials_match(basic[0], basic[1], client.login, client.password)
+        ):
+            found = client
+    if found is None:
+        raise Unauthorized
+    return found
+
+
+@app.exception_handler(Unauthorized)  # type: ignore[untyped-decorator]
+def _unauthorized(_: Unauthorized) -> Response[Any]:
+    return Response(
+        401,
+        JSON,
+        '{"message":"missing or wrong credentials"}',
+        headers={"WWW-Authenticate": 'Bearer realm="smsbridge", Basic realm="smsbridge"'},
+    )
+
+
+def _answer(answer: HttpAnswer) -> Response[Any]:
+    return Response(answer.status, answer.content_type, answer.body, headers=answer.headers)
+
+
+@app.get("/health", include_in_schema=False)
+def health() -> dict[str, str]:
+    return {"status": "ok", "version": smsbridge.__version__}
+
+
+@app.get("/v1/docs.json", include_in_schema=False)
+def openapi_document() -> Response[Any]:
+    return Response(200, JSON, app.get_openapi_json_schema(title="smsbridge JSON API"))
+
+
+@app.post("/ofsc", include_in_schema=False)
+def ofsc_outbound() -> Response[Any]:
+    service = OfscService(_intake(), runtime.config(), runtime.clock)
+    return _answer(service.handle(_http_request(), max_body_bytes=runtime.settings.max_body_bytes))
+
+
+@app.post("/v1/messages", summary="Send one message or a batch of up to 100")
+def post_messages(payload: Annotated[MessageIn | BatchIn, Body()]) -> Response[Any]:
+    client = _json_client()
+    items = payload.messages if isinstance(payload, BatchIn) else [payload]
+    stored = _intake().accept(client, [item.to_request() for item in items])
+    answers = [message_response(message) for message in stored]
+    body: dict[str, Any] = {"messages": answers} if isinstance(payload, BatchIn) else answers[0]
+    return Response(202, JSON, body)
+
+
+@app.get("/v1/messages/<message_id>", summary="A message with its status history")
+def get_message(message_id: Annotated[str, Path(min_length=1, max_length=64)]) -> Response[Any]:
+    message = _intake().find(_json_client(), message_id)
+    if message is None:
+        return Response(404, JSON, {"message": "message not found"})
+    return Response(200, JSON, message.public_view())
+
+
+@app.delete("/v1/messages/<message_id>", summary="Cancel a message that is still queued")
+def delete_message(message_id: Annotated[str, Path(min_length=1, max_length=64)]) -> Response[Any]:
+    result, message = _intake().cancel(_json_client(), message_id)
+    if result == CancelResult.NOT_FOUND or message is None:
+        return Response(404, JSON, {"message": "message not found"})
+    if result == CancelResult.UNDER_PROCESSING:
+        return Response(
+            409, JSON, {"message": "the message is under processing", "status": message.status}
+        )
+    return Response(200, JSON, message.public_view())
+
+
+def _too_large(event: dict[str, Any]) -> dict[str, Any] | None:
+    """413 before any parsing: the API's body limit, in the route's own format."""
+    body = event.get("body") or ""
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
+    limit = runtime.settings.max_body_bytes
+    if size <= limit:
+        return None
+    if event.get("rawPath") == "/ofsc":
+        from smsbridge import ofsc
+
+        text, content_type = ofsc.fault("Client", f"request body over {limit} bytes"), "text/xml"
+    else:
+        text, content_type = f'{{"message":"request body over {limit} bytes"}}', JSON
+    return {"statusCode": 413, "headers": {"Content-Type": content_type}, "body": text}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    too_large = _too_large(event)
+    if too_large is not None:
+        return too_large
+    try:
+        return app.resolve(event, context)
+    except Exception:
+        logger.exception("unhandled error")
+        if event.get("rawPath") == "/ofsc":
+            from smsbridge import ofsc
+
+            text, content_type = ofsc.fault("Server", "internal error"), "text/xml"
+        else:
+            text, content_type = '{"message":"internal error"}', JSON
+        return {"statusCode": 500, "headers": {"Content-Type": content_type}, "body": text}

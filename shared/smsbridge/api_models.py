@@ -1,0 +1,77 @@
+"""The JSON API's request and answer shapes (pydantic; only the intake handler imports this)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from smsbridge.intake import MessageRequest
+from smsbridge.models import Message, Origin
+from smsbridge.statuses import OFSC_STATUS, Status
+
+MAX_BATCH = 100
+
+CallbackUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)]
+
+
+class MessageIn(BaseModel):
+    """One message to send."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: str | None = Field(
+        None, min_length=1, max_length=64, description="Your id of the message (idempotency key)."
+    )
+    to: str = Field(min_length=1, max_length=32, description="E.164, or national with country.")
+    country: str | None = Field(None, min_length=2, max_length=2, description="ISO 3166 region.")
+    text: str = Field(max_length=4000)
+    type: Literal["verification", "medication_request", "text", "2FA"] = "text"
+    sender: str | None = Field(None, min_length=1, max_length=16)
+    alternate_delivery: bool = False
+    callback_url: CallbackUrl | None = None
+    callback_events: Literal["final", "all"] = "final"
+    validity_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
+
+    def to_request(self) -> MessageRequest:
+        return MessageRequest(
+            to=self.to,
+            text=self.text,
+            message_id=self.message_id,
+            type=self.type,
+            sender=self.sender,
+            country=self.country,
+            alternate_delivery=self.alternate_delivery,
+            callback_url=self.callback_url or "",
+            callback_events=self.callback_events,
+            validity_minutes=self.validity_minutes,
+            origin=Origin(kind="json"),
+        )
+
+
+class BatchIn(BaseModel):
+    """Up to 100 messages in one request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def originator_status(message: Message) -> str:
+    """The status word the originator sees (OFSC's vocabulary, SPEC 2)."""
+    return OFSC_STATUS.get(message.status) or "sending"
+
+
+def message_response(message: Message) -> dict[str, Any]:
+    """The `message_response` fields, as JSON, for one accepted message."""
+    answer: dict[str, Any] = {
+        "message_id": message.message_id,
+        "status": originator_status(message),
+        "external_id": message.id,
+    }
+    if message.status in (Status.FAILED, Status.EXPIRED, Status.CANCELLED) or (
+        message.is_final and message.status != Status.DELIVERED
+    ):
+        answer["description"] = message.description
+        answer["stop_further_attempts"] = 1
+    return answer

@@ -1,0 +1,178 @@
+"""Submitting a queued message to its carrier: claim first, then call, then record.
+
+The claim is a conditional write, so a record that SQS delivers twice submits once. Every try
+uses the message's id as the carrier-side reference key, so a carrier that dedupes never sends
+a retried submission twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import requests
+
+from smsbridge.carriers import get_format
+from smsbridge.carriers.base import (
+    PermanentSubmitError,
+    Submission,
+    SubmitResult,
+    TransientSubmitError,
+)
+from smsbridge.config import CarrierConfig
+from smsbridge.models import Message, StatusReport, iso
+from smsbridge.ratelimit import RateLimiter
+from smsbridge.statuses import Status
+from smsbridge.tracking import StatusTracker
+
+logger = logging.getLogger("smsbridge.dispatch")
+
+MAX_BACKOFF_SECONDS = 900
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    """None `retry_after`: the record is done; otherwise retry it after that many seconds."""
+
+    retry_after: int | None = None
+    outcome: str = ""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        tracker: StatusTracker,
+        session: requests.Session,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
+        self._tracker = tracker
+        self._repository = tracker.repository
+        self._settings = tracker.settings
+        self._config = tracker.config
+        self._session = session
+        self._rate_limiter = rate_limiter
+
+    def backoff(self, attempts: int) -> int:
+        base = max(1, self._settings.submit_backoff_seconds)
+        return int(min(base * 2 ** max(0, attempts - 1), MAX_BACKOFF_SECONDS))
+
+    def dispatch(self, message_id: str) -> DispatchResult:
+        now = self._tracker.clock()
+        claim = self._repository.claim(
+            message_id, now=now, lease_seconds=self._settings.submit_lease_seconds
+        )
+        message = claim.message
+        if message is None:
+            current = claim.current
+            if current is None:
+                logger.warning("dispatch record for an unknown message", extra={"id": message_id})
+                return DispatchResult(outcome="unknown")
+            # Already submitted, final, or a try of it is under way: this record is a repeat.
+            return DispatchResult(outcome=f"skipped:{current.status}")
+        latest = message.latest_send_time()
+        if latest is not None and now >= latest:
+            self._tracker.report(
+                message.id,
+                StatusReport(
+                    Status.EXPIRED,
+                    source="dispatch",
+                    description="not submitted before its validity or send_to",
+                ),
+                known=message,
+            )
+            return DispatchResult(outcome="expired")
+        carrier = self._config.carriers[message.carrier]
+        if self._rate_limiter is not None and carrier.max_per_second:
+            wait = self._rate_limiter.acquire(carrier.name, carrier.max_per_second)
+            if wait is not None:
+                self._release(message, "rate limited", retry_after=wait)
+                return DispatchResult(retry_after=wait, outcome="throttled")
+        try:
+            result = get_format(carrier.format).submit(
+                self._session, carrier, self._submission(message, carrier)
+            )
+        except TransientSubmitError as exc:
+            return self._transient(message, exc)
+        except PermanentSubmitError as exc:
+            self._tracker.metrics.add("SubmitErrors", carrier=carrier.name, kind="permanent")
+            self._tracker.report(
+                message.id,
+                StatusReport(
+                    exc.status,
+                    source="dispatch",
+                    gateway_status=exc.gateway_status,
+                    gateway_error=exc.gateway_error,
+                    description=exc.description,
+                ),
+                known=message,
+            )
+            return DispatchResult(outcome="rejected")
+        self._submitted(message, carrier, result)
+        return DispatchResult(outcome="submitted")
+
+    def _submission(self, message: Message, carrier: CarrierConfig) -> Submission:
+        base = self._settings.public_base_url
+        receipt_url = ""
+        if base and not carrier.poll:
+            receipt_url = f"{base}/dlr/{carrier.name}"
+            if carrier.format == "vibes" and carrier.dlr_password:
+                receipt_url += f"?token={carrier.dlr_password}"
+        return Submission(
+            reference=message.id,
+            to=message.phone_number,
+            text=message.text,
+            sender=message.sender or carrier.sender,
+            country=message.country,
+            validity_minutes=message.validity_minutes,
+            # Our own alternate route, when configured, replaces the carrier's.
+            alternate_delivery=message.alternate_delivery and carrier.alternate is None,
+            receipt_url=receipt_url,
+            client_message_id=message.submitter_message_id or message.message_id,
+        )
+
+    def _submitted(self, message: Message, carrier: CarrierConfig, result: SubmitResult) -> None:
+        now = self._tracker.clock()
+        self._tracker.metrics.add("Submitted", carrier=carrier.name, type=message.type)
+        self._tracker.report(
+            message.id,
+            StatusReport(result.status, source="dispatch", gateway_status=result.gateway_status),
+            known=message,
+            set_fields={"gateway_id": result.gateway_id, "submitted_at": iso(now)},
+            remove_fields=("claimed_until",),
+        )
+        orphans = self._repository.link_gateway_id(
+            carrier.name, result.gateway_id, message.id, expires_at=message.expires_at
+        )
+        for report in orphans:
+            self._tracker.report(message.id, report)
+
+    def _transient(self, message: Message, exc: TransientSubmitError) -> DispatchResult:
+        carrier = message.carrier
+        self._tracker.metrics.add("SubmitErrors", carrier=carrier, kind="transient")
+        if message.attempts >= self._settings.submit_max_attempts:
+            self._tracker.report(
+                message.id,
+                StatusReport(
+                    Status.FAILED,
+                    source="dispatch",
+                    gateway_status=exc.gateway_status,
+                    gateway_error=exc.gateway_error,
+                    description=(
+                        f"submission failed after {message.attempts} attempts: {exc.description}"
+                    ),
+                ),
+                known=message,
+            )
+            return DispatchResult(outcome="failed")
+        retry_after = self.backoff(message.attempts)
+        self._release(message, exc.description, retry_after=retry_after)
+        return DispatchResult(retry_after=retry_after, outcome="retry")
+
+    def _release(self, message: Message, error: str, *, retry_after: int) -> None:
+        now = self._tracker.clock()
+        # The poller re-queues only if this record is lost, well after its retry was due.
+        grace = timedelta(seconds=retry_after + self._settings.requeue_after_seconds)
+        self._repository.release_claim(
+            message.id, now=now, error=error[:200], next_check_at=int((now + grace).timestamp())
+        )

@@ -1,0 +1,187 @@
+"""Message intake: validate, store once per (client, message_id), queue, answer at once.
+
+A well-formed message that cannot be sent (bad number, empty text, too many segments, unknown
+sender, past its send time) is stored as `failed`/`expired` with a description; a repeated
+request returns the stored message and queues nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+
+from smsbridge import phone, text
+from smsbridge.config import MESSAGE_TYPES, AppConfig, ClientConfig, Settings
+from smsbridge.lifecycle import Lifecycle
+from smsbridge.models import HistoryEntry, Message, Origin, iso, message_key, utcnow
+from smsbridge.queueing import DispatchQueue
+from smsbridge.repository import MessageRepository
+from smsbridge.statuses import Status
+from smsbridge.telemetry import MetricSink
+
+logger = logging.getLogger("smsbridge.intake")
+
+OTP_TYPES = ("verification", "2FA")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRequest:
+    """One message as a client hands it in (any protocol)."""
+
+    to: str
+    text: str
+    message_id: str | None = None
+    type: str = "text"
+    sender: str | None = None
+    country: str | None = None
+    alternate_delivery: bool = False
+    callback_url: str = ""
+    callback_events: str = "final"
+    validity_minutes: int | None = None
+    send_to: datetime | None = None
+    origin: Origin = field(default_factory=Origin)
+    #: Set when the protocol layer already knows the message is invalid (e.g. unreadable body).
+    invalid_reason: str = ""
+
+
+class CancelResult(Enum):
+    CANCELLED = "cancelled"
+    UNDER_PROCESSING = "under_processing"
+    NOT_FOUND = "not_found"
+
+
+class Intake:
+    def __init__(
+        self,
+        repository: MessageRepository,
+        settings: Settings,
+        config: AppConfig,
+        queue: DispatchQueue,
+        metrics: MetricSink,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._repository = repository
+        self._settings = settings
+        self._config = config
+        self._queue = queue
+        self._metrics = metrics
+        self._clock = clock
+        self._lifecycle = Lifecycle(settings, config)
+
+    def accept(self, client: ClientConfig, requests: Sequence[MessageRequest]) -> list[Message]:
+        """Store every message (once) and queue the new valid ones; answers in request order."""
+        now = self._clock()
+        answers: list[Message] = []
+        to_queue: list[str] = []
+        for request in requests:
+            message = self._build(client, request, now)
+            stored, created = self._repository.create(
+                message, next_check_at=self._lifecycle.next_check(message, message.status, now)
+            )
+            answers.append(stored)
+            if not created:
+                continue
+            if stored.status == Status.QUEUED:
+                to_queue.append(stored.id)
+                self._metrics.add("MessagesAccepted", type=stored.type, carrier=stored.carrier)
+            else:
+                self._metrics.add("MessagesRejectedAtIntake", type=stored.type)
+        if to_queue:
+            try:
+                not_queued = self._queue.enqueue(to_queue)
+            except Exception:
+                logger.exception("enqueue failed; the poller re-queues these messages")
+                not_queued = to_queue
+            if not_queued:
+                logger.warning("%d messages not queued; the poller re-queues them", len(not_queued))
+        return answers
+
+    def find(self, client: ClientConfig, message_id: str) -> Message | None:
+        return self._repository.get(message_key(client.name, message_id))
+
+    def outcome(self, client: ClientConfig, message_id: str) -> Message | None:
+        """The message whose status the originator hears: the alternate of a forwarded one."""
+        message = self.find(client, message_id)
+        if message is not None and message.status == Status.FORWARDED and message.forwarded_to:
+            return self._repository.get(message.forwarded_to) or message
+        return message
+
+    def cancel(self, client: ClientConfig, message_id: str) -> tuple[CancelResult, Message | None]:
+        cancelled, message = self._repository.cancel(
+            message_key(client.name, message_id), now=self._clock(), source=f"client:{client.name}"
+        )
+        if cancelled:
+            return CancelResult.CANCELLED, message
+        if message is None:
+            return CancelResult.NOT_FOUND, None
+        return CancelResult.UNDER_PROCESSING, message
+
+    # --- building the record ----------------------------------------------------------------
+
+    def _build(self, client: ClientConfig, request: MessageRequest, now: datetime) -> Message:
+        client_message_id = request.message_id or uuid.uuid4().hex
+        message_type = request.type or "text"
+        problem = request.invalid_reason
+        country = (request.country or client.default_country or "").upper() or None
+        number = request.to.strip()
+        region = ""
+        try:
+            number = phone.to_e164(request.to, country)
+            region = phone.region_of(number)
+        except phone.InvalidNumber as exc:
+            problem = problem or f"invalid phone number: {exc}"
+        body = request.text
+        if not problem and message_type not in MESSAGE_TYPES:
+            problem = f"unknown type {message_type!r}; one of {', '.join(MESSAGE_TYPES)}"
+        if not problem and not body.strip():
+            problem = "empty text"
+        segments = text.segments_of(body)
+        if not problem and segments > text.MAX_SEGMENTS:
+            problem = f"too many segments ({segments} > {text.MAX_SEGMENTS})"
+        carrier_name = self._config.routes.carrier_for(number, message_type)
+        carrier = self._config.carriers[carrier_name]
+        sender = request.sender or carrier.sender
+        if not problem and request.sender and request.sender not in client.senders:
+            problem = f"unknown sender {request.sender!r}"
+        status = Status.FAILED if problem else Status.QUEUED
+        if not problem and request.send_to is not None and request.send_to <= now:
+            status, problem = Status.EXPIRED, "send_to is already past"
+        log_body = body
+        if message_type in OTP_TYPES and not self._settings.store_otp_body:
+            log_body = text.mask_digits(body)
+        description = problem or "accepted"
+        return Message(
+            id=message_key(client.name, client_message_id),
+            client=client.name,
+            message_id=client_message_id,
+            phone_number=number[:32],
+            type=message_type[:32],
+            body=log_body,
+            sender=sender,
+            carrier=carrier_name,
+            segments=segments,
+            encoding=text.encoding_of(body),
+            status=status,
+            inserted_at=iso(now),
+            updated_at=iso(now),
+            status_changed_at=iso(now),
+            description=description,
+            history=[
+                HistoryEntry(
+                    at=iso(now), status=str(status), source="intake", description=description
+                )
+            ],
+            callback_url=request.callback_url,
+            callback_events=request.callback_events,
+            origin=request.origin,
+            alternate_delivery=request.alternate_delivery,
+            validity_minutes=request.validity_minutes,
+            send_to=iso(request.send_to) if request.send_to else "",
+            expires_at=int((now + timedelta(days=self._settings.message_ttl_days)).timestamp()),
+            text=body if status == Status.QUEUED else "",
+            country=region,
+        )

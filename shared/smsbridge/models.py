@@ -1,0 +1,198 @@
+"""The message record (the SMS log, SPEC 5) and the status reports that move it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from smsbridge.statuses import Status
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and a Z, the one timestamp format of the table."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def message_key(client: str, message_id: str, route_hop: int = 0) -> str:
+    """smsbridge's id of a message: derived from (client, message_id), so creating it is idempotent.
+
+    The alternate of a message (SPEC 4.1) is hop 1 of the same client message id. The id is also
+    the carrier-side reference key, the same on every try of the message.
+    """
+    seed = f"{client}\n{message_id}\n{route_hop}".encode()
+    return hashlib.sha256(seed).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    at: str
+    status: str
+    gateway_status: str = ""
+    source: str = ""
+    gateway_error: str = ""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {key: value for key, value in asdict(self).items() if value}
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who handed the message in and where its status goes back to."""
+
+    kind: str = "json"
+    app_host: str = ""
+    app_port: str = ""
+    app_url: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {key: value for key, value in asdict(self).items() if value}
+
+
+@dataclass(slots=True)
+class Message:
+    id: str
+    client: str
+    message_id: str
+    phone_number: str
+    type: str
+    #: The SMS log's copy of the text (OTP digits masked unless STORE_OTP_BODY).
+    body: str
+    sender: str
+    carrier: str
+    segments: int
+    encoding: str
+    status: Status
+    inserted_at: str
+    updated_at: str
+    status_changed_at: str
+    description: str = ""
+    gateway_id: str = ""
+    gateway_status: str = ""
+    gateway_error: str = ""
+    submitted_at: str = ""
+    delivered_at: str = ""
+    attempts: int = 0
+    history: list[HistoryEntry] = field(default_factory=list)
+    forwarded_to: str = ""
+    forwarded_from: str = ""
+    submitter_message_id: str = ""
+    callback_url: str = ""
+    callback_events: str = "final"
+    origin: Origin = field(default_factory=Origin)
+    alternate_delivery: bool = False
+    validity_minutes: int | None = None
+    #: OFSC `send_to`: the latest send time (ISO), '' when none.
+    send_to: str = ""
+    #: TTL (epoch seconds).
+    expires_at: int = 0
+    #: The text to send; kept only while the message is open, removed when it is final.
+    text: str = ""
+    #: Region of the number (ISO 3166 alpha-2), for carriers that want it.
+    country: str = ""
+    #: Poller bookkeeping: when the open message is next looked at, and how often it was polled.
+    next_check_at: int | None = None
+    poll_count: int = 0
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+    def latest_send_time(self) -> datetime | None:
+        """When a still-queued message must expire instead of going out late."""
+        deadlines: list[datetime] = []
+        if self.validity_minutes:
+            deadlines.append(parse_iso(self.inserted_at) + timedelta(minutes=self.validity_minutes))
+        if self.send_to:
+            deadlines.append(parse_iso(self.send_to))
+        return min(deadlines) if deadlines else None
+
+    def public_view(self) -> dict[str, Any]:
+        """The record as the JSON API shows it (no internal fields, no pending text)."""
+        view: dict[str, Any] = {
+            "id": self.id,
+            "client": self.client,
+            "message_id": self.message_id,
+            "phone_number": self.phone_number,
+            "type": self.type,
+            "body": self.body,
+            "sender": self.sender,
+            "carrier": self.carrier,
+            "segments": self.segments,
+            "encoding": self.encoding,
+            "status": str(self.status),
+            "description": self.description,
+            "gateway_id": self.gateway_id,
+            "gateway_status": self.gateway_status,
+            "gateway_error": self.gateway_error,
+            "status_changed_at": self.status_changed_at,
+            "inserted_at": self.inserted_at,
+            "updated_at": self.updated_at,
+            "submitted_at": self.submitted_at,
+            "delivered_at": self.delivered_at,
+            "attempts": self.attempts,
+            "history": [entry.to_dict() for entry in self.history],
+            "forwarded_to": self.forwarded_to,
+            "forwarded_from": self.forwarded_from,
+            "submitter_message_id": self.submitter_message_id,
+            "callback_url": self.callback_url,
+            "callback_events": self.callback_events,
+            "origin": self.origin.to_dict(),
+            "alternate_delivery": self.alternate_delivery,
+            "validity_minutes": self.validity_minutes,
+            "send_to": self.send_to,
+        }
+        return {key: value for key, value in view.items() if value not in ("", None)}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A status for one message from any source: a receipt, a poll, dispatch or the poller."""
+
+    status: Status
+    #: Where it came from: "dispatch", "receipt:<carrier>", "poll:<carrier>", "poller", "api".
+    source: str
+    gateway_status: str = ""
+    gateway_error: str = ""
+    description: str = ""
+    #: The carrier's time of the event; None: now.
+    at: datetime | None = None
+    forwarded_to: str = ""
+    forwarded_from: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        data = {
+            "status": str(self.status),
+            "source": self.source,
+            "gateway_status": self.gateway_status,
+            "gateway_error": self.gateway_error,
+            "description": self.description,
+            "at": iso(self.at) if self.at else "",
+            "forwarded_to": self.forwarded_to,
+            "forwarded_from": self.forwarded_from,
+        }
+        return {key: value for key, value in data.items() if value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StatusReport:
+        at = data.get("at")
+        return cls(
+            status=Status(data["status"]),
+            source=str(data.get("source", "")),
+            gateway_status=str(data.get("gateway_status", "")),
+            gateway_error=str(data.get("gateway_error", "")),
+            description=str(data.get("description", "")),
+            at=parse_iso(at) if at else None,
+            forwarded_to=str(data.get("forwarded_to", "")),
+            forwarded_from=str(data.get("forwarded_from", "")),
+        )

@@ -1,0 +1,154 @@
+"""OFSC outbound calls to smsbridge: authenticate the client, then send, report or drop messages.
+
+The protocol (SOAP shapes, hashes, faults) is `smsbridge.ofsc`; this module decides what to answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from smsbridge import auth, ofsc
+from smsbridge.config import AppConfig, ClientConfig
+from smsbridge.intake import CancelResult, Intake, MessageRequest
+from smsbridge.models import Message, Origin, utcnow
+from smsbridge.statuses import OFSC_STATUS, Status
+from smsbridge.web import HttpAnswer, HttpRequest
+
+logger = logging.getLogger("smsbridge.ofsc")
+
+SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
+#: Compared against when the login is unknown, so that a failed check costs the same time.
+_DUMMY = ClientConfig(name="-", kind="ofsc", login="\x00", password="\x00")  # noqa: S106
+
+
+def fault_answer(fault: ofsc.OfscFault) -> HttpAnswer:
+    return HttpAnswer(fault.http_status, fault.envelope, SOAP_CONTENT_TYPE)
+
+
+class OfscService:
+    def __init__(
+        self, intake: Intake, config: AppConfig, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._intake = intake
+        self._config = config
+        self._clock = clock
+
+    def handle(self, request: HttpRequest, *, max_body_bytes: int) -> HttpAnswer:
+        if len(request.body) > max_body_bytes:
+            return HttpAnswer(
+                413,
+                ofsc.fault("Client", f"request body over {max_body_bytes} bytes"),
+                SOAP_CONTENT_TYPE,
+            )
+        try:
+            call = ofsc.parse_request(request.body)
+        except ofsc.OfscFault as fault:
+            return fault_answer(fault)
+        client = self._authenticate(request, call.user)
+        if client is None:
+            logger.warning("OFSC authentication failed")
+            return fault_answer(ofsc.authentication_failed())
+        if call.operation == "send_message":
+            body = self._send(client, call.messages)
+        elif call.operation == "get_message_status":
+            body = ofsc.get_message_status_response(
+                [self._status(client, item.message_id) for item in call.messages]
+            )
+        else:
+            body = ofsc.drop_message_response(
+                [self._drop(client, item.message_id) for item in call.messages]
+            )
+        return HttpAnswer(200, body, SOAP_CONTENT_TYPE)
+
+    # --- authentication -------------------------------------------------------------------
+
+    def _ofsc_clients(self) -> list[ClientConfig]:
+        return [client for client in self._config.clients.values() if client.kind == "ofsc"]
+
+    def _authenticate(
+        self, request: HttpRequest, user: ofsc.OfscUser | None
+    ) -> ClientConfig | None:
+        """Basic auth, or the `user` block; every configured client is compared (constant time)."""
+        basic = request.basic_auth()
+        found: ClientConfig | None = None
+        if basic is not None:
+            for client in self._ofsc_clients():
+                if auth.credentials_match(basic[0], basic[1], client.login, client.password):
+                    found = client
+            return found
+        if user is None:
+            return None
+        now = self._clock()
+        candidates = [c for c in self._ofsc_clients() if auth.equals(user.login, c.login)]
+        client = candidates[0] if candidates else _DUMMY
+        ok = ofsc.verify_user(
+            user, login=client.login, secret=client.password, hash_kind=client.auth_hash, now=now
+        )
+        return client if ok and candidates else None
+
+    # --- operations -----------------------------------------------------------------------
+
+    def _send(self, client: ClientConfig, messages: list[ofsc.OfscMessage]) -> str:
+        requests = [self._request_of(item) for item in messages]
+        stored = self._intake.accept(client, requests)
+        return ofsc.send_message_response([self._response(client, message) for message in stored])
+
+    @staticmethod
+    def _request_of(item: ofsc.OfscMessage) -> MessageRequest:
+        origin = Origin(
+            kind="ofsc", app_host=item.app_host, app_port=item.app_port, app_url=item.app_url
+        )
+        problem = ""
+        try:
+            recipient = ofsc.recipient_of(item)
+        except ValueError as exc:
+            recipient = ofsc.Recipient(to=item.address, text=item.body)
+            problem = f"unreadable message: {exc}"
+        try:
+            send_to = ofsc.parse_send_to(item.send_to)
+        except ValueError:
+            send_to, problem = None, problem or "send_to is not 'YYYY-MM-DD HH:MM:SS'"
+        return MessageRequest(
+            to=recipient.to,
+            text=recipient.text,
+            message_id=item.message_id,
+            type=recipient.type or "text",
+            sender=recipient.sender,
+            alternate_delivery=bool(recipient.alternate_delivery),
+            send_to=send_to,
+            origin=origin,
+            invalid_reason=problem,
+        )
+
+    def _response(self, client: ClientConfig, message: Message) -> ofsc.MessageResponse:
+        if message.status in (Status.FAILED, Status.EXPIRED, Status.CANCELLED):
+            return ofsc.MessageResponse(
+                message_id=message.message_id,
+                status="failed",
+                description=message.description,
+                stop_further_attempts=True,
+            )
+        if message.status == Status.FORWARDED:
+            outcome = self._intake.outcome(client, message.message_id) or message
+            status = OFSC_STATUS.get(outcome.status) or "sending"
+        else:
+            status = OFSC_STATUS.get(message.status) or "sending"
+        if status == "sending" and client.workflow == "simple":
+            status = "sent"
+        return ofsc.MessageResponse(
+            message_id=message.message_id,
+            status=status,
+            description=message.description if status == "failed" else None,
+        )
+
+    def _status(self, client: ClientConfig, message_id: str) -> ofsc.Result:
+        message = self._intake.outcome(client, message_id)
+        return ofsc.status_result(message_id, message.status if message else None)
+
+    def _drop(self, client: ClientConfig, message_id: str) -> ofsc.Result:
+        result, message = self._intake.cancel(client, message_id)
+        if result == CancelResult.CANCELLED:
+            return ofsc.drop_result(message_id, Status.CANCELLED)
+        return ofsc.drop_result(message_id, message.status if message else None)

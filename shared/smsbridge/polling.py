@@ -1,0 +1,242 @@
+"""The scheduled status run (SPEC 4.2): poll carriers without callbacks, time out stale messages,
+re-queue stuck ones, expire those past their send time.
+
+Work is found through the sparse index of open messages, shard by shard, bounded per run in
+items and time; what does not fit is left for the next run. Every write is conditional, so two
+overlapping runs do not act twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import requests
+
+from smsbridge.carriers import get_format
+from smsbridge.carriers.base import PollError, Receipt
+from smsbridge.config import CarrierConfig
+from smsbridge.models import Message, StatusReport
+from smsbridge.repository import OPEN_INDEX_SHARDS
+from smsbridge.statuses import Status
+from smsbridge.tracking import StatusTracker
+
+logger = logging.getLogger("smsbridge.poller")
+
+
+@dataclass(slots=True)
+class RunSummary:
+    due: int = 0
+    polled: int = 0
+    poll_errors: int = 0
+    terminated: int = 0
+    requeued: int = 0
+    expired: int = 0
+    rescheduled: int = 0
+    left_for_next_run: int = 0
+    changed: dict[str, int] = field(default_factory=dict)
+
+
+class Poller:
+    def __init__(
+        self,
+        tracker: StatusTracker,
+        session_factory: Callable[[], requests.Session] = requests.Session,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._tracker = tracker
+        self._repository = tracker.repository
+        self._settings = tracker.settings
+        self._config = tracker.config
+        self._lifecycle = tracker.lifecycle
+        self._session_factory = session_factory
+        self._monotonic = monotonic
+
+    def run(self) -> RunSummary:
+        started = self._monotonic()
+        deadline = started + self._settings.poller_time_budget_seconds
+        now = self._tracker.clock()
+        summary = RunSummary()
+        ids = self._due_ids(now)
+        summary.due = len(ids)
+        to_poll: dict[str, list[Message]] = defaultdict(list)
+        for message in self._repository.get_many(ids):
+            if self._monotonic() >= deadline:
+                summary.left_for_next_run += 1
+                continue
+            if message.is_final:
+                continue
+            if message.status == Status.QUEUED:
+                self._queued(message, now, summary)
+                continue
+            if now >= self._lifecycle.timeout_at(message, now):
+                self._terminate(message, summary)
+            elif self._lifecycle.is_polled(message) and message.gateway_id:
+                to_poll[message.carrier].append(message)
+            else:
+                self._reschedule(message, now, summary)
+        if to_poll:
+            self._poll_all(to_poll, now, deadline, summary)
+        return summary
+
+    def _due_ids(self, now: datetime) -> list[str]:
+        """Due ids from every shard, at most `POLLER_BATCH_LIMIT` in all, shared fairly."""
+        limit = self._settings.poller_batch_limit
+        per_shard = max(1, -(-limit // OPEN_INDEX_SHARDS))
+        epoch = int(now.timestamp())
+        ids: list[str] = []
+        for shard in range(OPEN_INDEX_SHARDS):
+            room = min(per_shard, limit - len(ids))
+            if room <= 0:
+                break
+            ids.extend(
+                self._repository.due_message_ids(f"{shard:02d}", now_epoch=epoch, limit=room)
+            )
+        return ids
+
+    # --- queued messages ------------------------------------------------------------------
+
+    def _queued(self, message: Message, now: datetime, summary: RunSummary) -> None:
+        latest = message.latest_send_time()
+        if latest is not None and now >= latest:
+            outcome = self._tracker.report(
+                message.id,
+                StatusReport(
+                    Status.EXPIRED,
+                    source="poller",
+                    description="not submitted before its validity or send_to",
+                ),
+                known=message,
+            )
+            if outcome is not None and outcome.changed:
+                summary.expired += 1
+            return
+        next_check = self._lifecycle.next_check(message, Status.QUEUED, now)
+        assert next_check is not None
+        # Only the run that moves the next check re-queues (overlapping runs act once).
+        if self._repository.reschedule(
+            message.id,
+            expected=Status.QUEUED,
+            next_check_at=next_check,
+            expected_next_check=message.next_check_at,
+        ):
+            failed = self._tracker.queue.enqueue([message.id])
+            if not failed:
+                summary.requeued += 1
+                self._tracker.metrics.add("Requeued", carrier=message.carrier)
+
+    # --- submitted, enroute, unknown ------------------------------------------------------
+
+    def _terminate(self, message: Message, summary: RunSummary) -> None:
+        timeout = int(self._lifecycle.status_timeout(message).total_seconds())
+        outcome = self._tracker.report(
+            message.id,
+            StatusReport(
+                Status.TERMINATED,
+                source="poller",
+                description=f"no final status within {timeout} s of submission",
+            ),
+            known=message,
+        )
+        if outcome is not None and outcome.changed:
+            summary.terminated += 1
+
+    def _reschedule(
+        self, message: Message, now: datetime, summary: RunSummary, *, polled: bool = False
+    ) -> None:
+        polls = message.poll_count + (1 if polled else 0)
+        next_check = self._lifecycle.next_check(message, message.status, now, polls_done=polls)
+        if next_check is None:
+            return
+        fields = {"poll_count": polls} if polled else {}
+        if self._repository.reschedule(
+            message.id,
+            expected=message.status,
+            next_check_at=next_check,
+            expected_next_check=message.next_check_at,
+            **fields,
+        ):
+            summary.rescheduled += 1
+
+    def _poll_all(
+        self,
+        by_carrier: dict[str, list[Message]],
+        now: datetime,
+        deadline: float,
+        summary: RunSummary,
+    ) -> None:
+        """Poll concurrently: one bounded pool per carrier, so one that hangs stalls only itself."""
+        pools: list[ThreadPoolExecutor] = []
+        futures: dict[Future[Receipt], Message] = {}
+        for carrier_name, messages in by_carrier.items():
+            carrier = self._config.carriers[carrier_name]
+            pool = ThreadPoolExecutor(
+                max_workers=self._settings.poller_concurrency,
+                thread_name_prefix=f"poll-{carrier_name}",
+            )
+            pools.append(pool)
+            session = self._session_factory()
+            for message in messages:
+                futures[pool.submit(self._poll_one, session, carrier, message)] = message
+        done, not_done = wait(futures, timeout=max(0.0, deadline - self._monotonic()))
+        for future in done:
+            message = futures[future]
+            try:
+                receipt = future.result()
+            except PollError as exc:
+                summary.poll_errors += 1
+                self._tracker.metrics.add("PollErrors", carrier=message.carrier)
+                logger.warning("poll failed", extra={"id": message.id, "reason": str(exc)[:200]})
+                self._reschedule(message, now, summary, polled=True)
+                continue
+            summary.polled += 1
+            self._apply_poll(message, receipt, now, summary)
+        summary.left_for_next_run += len(not_done)
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _poll_one(session: requests.Session, carrier: CarrierConfig, message: Message) -> Receipt:
+        fmt = get_format(carrier.format)
+        poll = getattr(fmt, "poll", None)
+        if poll is None:
+            raise PollError(f"format {carrier.format} cannot be polled")
+        try:
+            receipt: Receipt = poll(session, carrier, message.gateway_id)
+        except PollError:
+            raise
+        except Exception as exc:  # a carrier adapter must never stop the run
+            raise PollError(f"{type(exc).__name__}") from exc
+        return receipt
+
+    def _apply_poll(
+        self, message: Message, receipt: Receipt, now: datetime, summary: RunSummary
+    ) -> None:
+        if receipt.status == message.status:
+            # Nothing new: no history entry, just the next poll, later.
+            self._reschedule(message, now, summary, polled=True)
+            return
+        outcome = self._tracker.report(
+            message.id,
+            StatusReport(
+                receipt.status,
+                source=f"poll:{message.carrier}",
+                gateway_status=receipt.gateway_status,
+                gateway_error=receipt.gateway_error,
+                description=receipt.description,
+                at=receipt.at,
+            ),
+            known=message,
+            set_fields={"poll_count": message.poll_count + 1},
+        )
+        if outcome is not None and outcome.changed:
+            summary.changed[str(outcome.message.status)] = (
+                summary.changed.get(str(outcome.message.status), 0) + 1
+            )
+        elif outcome is not None and not outcome.message.is_final:
+            self._reschedule(outcome.message, now, summary, polled=False)

@@ -1,0 +1,78 @@
+"""The composition root the handlers share: settings, AWS clients, configuration and services.
+
+Handlers build one `Runtime` at import (clients only); the configuration document and secrets are
+read on first use and cached for `CONFIG_MAX_AGE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from smsbridge.config import AppConfig, Settings, load_config
+from smsbridge.models import utcnow
+from smsbridge.queueing import DispatchQueue
+from smsbridge.repository import MessageRepository
+from smsbridge.telemetry import EmfMetrics, MetricSink
+from smsbridge.tracking import StatusTracker
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
+
+
+def aws_client(service: str) -> Any:
+    """A boto3 client with tight time-outs and standard retries (one per container)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}
+    )
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    dynamodb: DynamoDBClient
+    sqs: SQSClient
+    metrics: MetricSink = field(default_factory=EmfMetrics)
+    clock: Callable[[], datetime] = utcnow
+    config_loader: Callable[[Settings], AppConfig] = load_config
+    _config: AppConfig | None = None
+    _loaded_at: float = 0.0
+
+    @classmethod
+    def from_env(cls) -> Runtime:
+        return cls(
+            settings=Settings.from_env(),
+            dynamodb=aws_client("dynamodb"),
+            sqs=aws_client("sqs"),
+        )
+
+    def config(self) -> AppConfig:
+        age = time.monotonic() - self._loaded_at
+        if self._config is None or age > self.settings.config_max_age_seconds:
+            self._config = self.config_loader(self.settings)
+            self._loaded_at = time.monotonic()
+        return self._config
+
+    def repository(self) -> MessageRepository:
+        return MessageRepository(self.dynamodb, self.settings.messages_table)
+
+    def queue(self) -> DispatchQueue:
+        return DispatchQueue(self.sqs, self.settings.dispatch_queue_url)
+
+    def tracker(self) -> StatusTracker:
+        return StatusTracker(
+            self.repository(),
+            self.settings,
+            self.config(),
+            self.queue(),
+            self.metrics,
+            self.clock,
+        )

@@ -1,0 +1,162 @@
+"""Applying status reports: the ordering rules, alternate delivery and the status metrics.
+
+Every source of a status (dispatch, receipts, polls, the poller's time-outs) goes through
+`StatusTracker.report`, so the rules and the metrics live in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from smsbridge.config import AppConfig, Settings
+from smsbridge.lifecycle import Lifecycle
+from smsbridge.models import Message, StatusReport, iso, message_key, parse_iso, utcnow
+from smsbridge.queueing import DispatchQueue
+from smsbridge.repository import ApplyOutcome, MessageRepository
+from smsbridge.statuses import ALTERNATE_ELIGIBLE, Status
+from smsbridge.telemetry import MetricSink
+
+logger = logging.getLogger("smsbridge.tracking")
+
+
+class StatusTracker:
+    def __init__(
+        self,
+        repository: MessageRepository,
+        settings: Settings,
+        config: AppConfig,
+        queue: DispatchQueue,
+        metrics: MetricSink,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.repository = repository
+        self.settings = settings
+        self.config = config
+        self.queue = queue
+        self.metrics = metrics
+        self.clock = clock
+        self.lifecycle = Lifecycle(settings, config)
+
+    def report(
+        self,
+        message_id: str,
+        report: StatusReport,
+        *,
+        known: Message | None = None,
+        set_fields: dict[str, Any] | None = None,
+        remove_fields: tuple[str, ...] = (),
+    ) -> ApplyOutcome | None:
+        now = self.clock()
+        outcome = self.repository.apply(
+            message_id,
+            report,
+            now=now,
+            known=known,
+            next_check=lambda message, status: self.lifecycle.next_check(message, status, now),
+            set_fields=set_fields,
+            remove_fields=remove_fields,
+            transform=self._alternate_delivery,
+        )
+        if outcome is None:
+            return None
+        self._count(outcome, now)
+        if outcome.changed and outcome.message.status == Status.FORWARDED:
+            self._queue_alternate(outcome.before, outcome.message)
+        return outcome
+
+    # --- alternate delivery (SPEC 4.1) ----------------------------------------------------
+
+    def _alternate_carrier(self, message: Message) -> str | None:
+        carrier = self.config.carriers.get(message.carrier)
+        return carrier.alternate if carrier else None
+
+    def _alternate_delivery(self, current: Message, report: StatusReport) -> StatusReport:
+        """Turn an eligible failure into `forwarded`, or say why it cannot be forwarded."""
+        if (
+            report.status not in ALTERNATE_ELIGIBLE
+            or current.is_final
+            or not current.alternate_delivery
+            or current.forwarded_from
+        ):
+            return report
+        alternate = self._alternate_carrier(current)
+        if alternate is None:
+            return report
+        if current.segments > 1:
+            reason = (
+                f"alternate delivery is not available for concatenated messages "
+                f"({current.segments} segments)"
+            )
+            description = f"{report.description}; {reason}" if report.description else reason
+            return replace(report, description=description)
+        alternate_id = message_key(current.client, current.message_id, route_hop=1)
+        description = f"{report.status}: forwarded to {alternate}"
+        if report.description:
+            description = f"{report.description}; forwarded to {alternate}"
+        return replace(
+            report, status=Status.FORWARDED, forwarded_to=alternate_id, description=description
+        )
+
+    def _queue_alternate(self, original: Message, forwarded: Message) -> None:
+        alternate_name = self._alternate_carrier(original)
+        if alternate_name is None or not original.text:
+            return
+        carrier = self.config.carriers[alternate_name]
+        now = self.clock()
+        alternate = replace(
+            original,
+            id=forwarded.forwarded_to,
+            carrier=alternate_name,
+            sender=carrier.sender or original.sender,
+            status=Status.QUEUED,
+            description="alternate of a message that failed on its route",
+            gateway_id="",
+            gateway_status="",
+            gateway_error="",
+            submitted_at="",
+            delivered_at="",
+            attempts=0,
+            history=[],
+            forwarded_to="",
+            forwarded_from=original.id,
+            submitter_message_id=original.message_id,
+            alternate_delivery=False,
+            inserted_at=iso(now),
+            updated_at=iso(now),
+            status_changed_at=iso(now),
+        )
+        stored, created = self.repository.create(
+            alternate, next_check_at=self.lifecycle.next_check(alternate, Status.QUEUED, now)
+        )
+        if created:
+            self.metrics.add("Forwarded", carrier=original.carrier, type=original.type)
+        if stored.status == Status.QUEUED and self.queue.enqueue([stored.id]):
+            logger.warning("alternate %s not queued; the poller will re-queue it", stored.id)
+
+    # --- metrics --------------------------------------------------------------------------
+
+    def _count(self, outcome: ApplyOutcome, now: datetime) -> None:
+        message = outcome.message
+        if outcome.conflicting:
+            self.metrics.add("ConflictingFinal", carrier=message.carrier)
+        if not outcome.changed or not message.is_final:
+            return
+        self.metrics.add(
+            "FinalStatus", carrier=message.carrier, status=str(message.status), type=message.type
+        )
+        if message.status == Status.TERMINATED:
+            self.metrics.add("Terminated", carrier=message.carrier, type=message.type)
+        if message.status == Status.DELIVERED and message.inserted_at:
+            delivered = parse_iso(message.delivered_at) if message.delivered_at else now
+            latency = max(timedelta(0), delivered - parse_iso(message.inserted_at))
+            self.metrics.add(
+                "DeliveryLatency",
+                latency.total_seconds() * 1000,
+                "Milliseconds",
+                carrier=message.carrier,
+                type=message.type,
+            )

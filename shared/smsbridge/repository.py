@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 #: a few times, 16 shards keep every partition far below DynamoDB's 1,000 writes a second.
 OPEN_INDEX_SHARDS = 16
 OPEN_INDEX = "OpenByNextCheck"
+#: The SMS log by day (reports): partition `YYYY-MM-DD#n`, sorted by `inserted_at`.
+LOG_INDEX = "LogByDay"
+LOG_INDEX_SHARDS = 4
 _MAX_APPLY_TRIES = 16
 
 _serializer = TypeSerializer()
@@ -47,6 +50,10 @@ class MessageNotFound(LookupError):
 
 def open_shard_of(message_id: str) -> str:
     return f"{zlib.crc32(message_id.encode()) % OPEN_INDEX_SHARDS:02d}"
+
+
+def log_partition_of(message_id: str, inserted_at: str) -> str:
+    return f"{inserted_at[:10]}#{zlib.crc32(message_id.encode()) % LOG_INDEX_SHARDS}"
 
 
 def gateway_key(carrier: str, gateway_id: str) -> str:
@@ -215,6 +222,7 @@ class MessageRepository:
     def create(self, message: Message, *, next_check_at: int | None) -> tuple[Message, bool]:
         """Store a new message once; a repeat returns the stored one and `created` False."""
         item = message_to_item(message)
+        item["log_partition"] = _to_av(log_partition_of(message.id, message.inserted_at))
         if next_check_at is not None and not message.is_final:
             item["open_shard"] = _to_av(open_shard_of(message.id))
             item["next_check_at"] = _to_av(next_check_at)

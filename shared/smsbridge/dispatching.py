@@ -54,7 +54,7 @@ class Dispatcher:
         self._rate_limiter = rate_limiter
 
     def backoff(self, attempts: int) -> int:
-        base = max(1, self._settings.submit_backoff_seconds)
+        base = self._settings.submit_backoff_seconds
         return int(min(base * 2 ** max(0, attempts - 1), MAX_BACKOFF_SECONDS))
 
     def dispatch(self, message_id: str) -> DispatchResult:

@@ -98,7 +98,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         port = free_port()
         config, secrets = local_documents(f"http://127.0.0.1:{port}")
         # Receipts go nowhere here (port 9 refuses): handler tests post their own.
-        simulator = Simulator("http://127.0.0.1:9", config, secrets, delay_ms=10_000, late_ms=1_500)
+        simulator = Simulator("http://127.0.0.1:9", config, secrets, delay_ms=10_000, late_ms=2_500)
         simulator.start(port=port)
         ssm = session.client("ssm")
         ssm.put_parameter(

@@ -1,0 +1,113 @@
+"""dispatch against moto and the simulator: claim before calling, retries, permanent failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.handlers.conftest import Stack
+from tests.support import bearer, http_event, sqs_event
+
+
+def accept(stack: Stack, to: str, message_id: str) -> str:
+    answer = stack.invoke(
+        stack.handler("send_message"),
+        http_event(
+            "POST",
+            "/v1/messages",
+            body=json.dumps({"to": to, "text": "hello", "message_id": message_id}),
+            headers=bearer(),
+        ),
+    )
+    external_id: str = json.loads(answer["body"])["external_id"]
+    return external_id
+
+
+def submissions(stack: Stack, reference: str) -> list[dict[str, Any]]:
+    return [s for s in stack.simulator.submissions() if s["reference"] == reference]
+
+
+def test_a_queued_message_is_submitted_with_the_carrier_id(stack: Stack) -> None:
+    message_id = accept(stack, "+380671234501", "d-1")
+    result = stack.drain_dispatch(stack.handler("dispatch"))
+    assert result["batchItemFailures"] == []
+    record = stack.item(message_id)
+    assert record is not None
+    assert record["status"] == "submitted"
+    taken = submissions(stack, message_id)
+    assert len(taken) == 1
+    assert record["gateway_id"] == taken[0]["gateway_id"]
+    assert record["attempts"] == 1
+    assert record["submitted_at"]
+
+
+def test_the_same_record_delivered_twice_submits_once(stack: Stack) -> None:
+    message_id = accept(stack, "+4915112345601", "d-2")
+    (message,) = stack.receive()
+    dispatch = stack.handler("dispatch")
+    event = sqs_event(
+        [(message["ReceiptHandle"], message["Body"])] * 2,
+        stack.resources.queue_arn("DispatchQueue"),
+    )
+    stack.invoke(dispatch, event)
+    stack.invoke(dispatch, event)
+    assert len(submissions(stack, message_id)) == 1
+    assert stack.item(message_id)["status"] == "submitted"  # type: ignore[index]
+
+
+def test_a_permanent_reject_fails_at_once(stack: Stack) -> None:
+    message_id = accept(stack, "+4915112345612", "d-3")
+    result = stack.drain_dispatch(stack.handler("dispatch"))
+    assert result["batchItemFailures"] == []
+    record = stack.item(message_id)
+    assert record is not None
+    assert record["status"] == "failed"
+    assert record["description"]
+    assert stack.receive() == []
+
+
+def test_503_twice_is_retried_and_submitted_on_the_third_try(stack: Stack) -> None:
+    message_id = accept(stack, "+4915112345613", "d-4")
+    dispatch = stack.handler("dispatch")
+    outcomes = []
+    for _ in range(3):
+        outcomes.append(len(stack.drain_dispatch(dispatch)["batchItemFailures"]))
+    assert outcomes == [1, 1, 0]
+    record = stack.item(message_id)
+    assert record is not None
+    assert record["status"] == "submitted"
+    assert record["attempts"] == 3
+    assert {s["reference"] for s in submissions(stack, message_id)} == {message_id}
+
+
+def test_late_answers_are_retried_with_the_same_reference_and_send_one_sms(stack: Stack) -> None:
+    message_id = accept(stack, "+4915112345617", "d-5")
+    dispatch = stack.handler("dispatch")
+    outcomes = [len(stack.drain_dispatch(dispatch)["batchItemFailures"]) for _ in range(3)]
+    assert outcomes == [1, 1, 0]
+    tries = submissions(stack, message_id)
+    assert len(tries) == 3
+    assert [t["taken"] for t in tries] == [True, False, False]
+    record = stack.item(message_id)
+    assert record is not None
+    assert record["status"] == "submitted"
+    assert record["gateway_id"] == tries[0]["gateway_id"]
+
+
+def test_transient_failures_end_failed_after_the_attempt_limit(
+    stack: Stack, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("SUBMIT_MAX_ATTEMPTS", "2")
+    message_id = accept(stack, "+4915112345613", "d-6")
+    dispatch = stack.handler("dispatch")
+    stack.drain_dispatch(dispatch)
+    stack.drain_dispatch(dispatch)
+    record = stack.item(message_id)
+    assert record is not None
+    assert record["status"] == "failed"
+    assert "after 2 attempts" in record["description"]
+
+
+def test_a_record_that_is_not_a_dispatch_record_is_dropped(stack: Stack) -> None:
+    event = sqs_event([("h", "not json")], stack.resources.queue_arn("DispatchQueue"))
+    assert stack.invoke(stack.handler("dispatch"), event) == {"batchItemFailures": []}

@@ -1,0 +1,305 @@
+"""Settings from the environment, and the clients/carriers/routes document with its secrets."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smsbridge.config import (
+    DEFAULT_STATUS_TIMEOUTS,
+    AppConfig,
+    ConfigError,
+    Routes,
+    Settings,
+    parse_config,
+)
+
+LOCAL = Path(__file__).resolve().parents[2] / "local"
+
+
+def _document() -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((LOCAL / "config.json").read_text(encoding="utf-8"))
+    return result
+
+
+def _secrets() -> dict[str, Any]:
+    path = LOCAL / "secrets.example.json"
+    result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return result
+
+
+@pytest.fixture
+def document() -> dict[str, Any]:
+    return copy.deepcopy(_document())
+
+
+@pytest.fixture
+def secrets() -> dict[str, Any]:
+    return copy.deepcopy(_secrets())
+
+
+# --- Settings -------------------------------------------------------------------------------
+
+
+def test_settings_defaults_from_an_empty_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.messages_table == "smsbridge-messages"
+    assert settings.status_timeout_seconds == 72 * 3600
+    assert settings.submit_max_attempts == 5
+    assert settings.poll_first_seconds == 60
+    assert settings.poll_max_interval_seconds == 900
+    assert settings.requeue_after_seconds == 120
+    assert settings.store_otp_body is False
+    assert settings.message_ttl_days == 90
+    assert settings.orphan_ttl_days == 7
+    assert settings.max_body_bytes == 256 * 1024
+
+
+def test_settings_read_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "MESSAGES_TABLE": "t",
+            "DISPATCH_QUEUE_URL": "http://127.0.0.1:5000/123/q",
+            "PUBLIC_BASE_URL": "https://api.example.com/",
+            "STATUS_TIMEOUT_SECONDS": "30",
+            "SUBMIT_MAX_ATTEMPTS": "2",
+            "POLL_FIRST_SECONDS": "0",
+            "STORE_OTP_BODY": "TRUE",
+        }
+    )
+    assert settings.messages_table == "t"
+    assert settings.dispatch_queue_url == "http://127.0.0.1:5000/123/q"
+    assert settings.public_base_url == "https://api.example.com"
+    assert settings.status_timeout_seconds == 30
+    assert settings.submit_max_attempts == 2
+    assert settings.poll_first_seconds == 0
+    assert settings.store_otp_body is True
+
+
+def test_settings_empty_values_fall_back_to_defaults() -> None:
+    assert Settings.from_env({"STATUS_TIMEOUT_SECONDS": "", "STORE_OTP_BODY": ""}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("STATUS_TIMEOUT_SECONDS", "72h"),
+        ("STATUS_TIMEOUT_SECONDS", "0"),
+        ("SUBMIT_MAX_ATTEMPTS", "0"),
+        ("SUBMIT_MAX_ATTEMPTS", "1.5"),
+        ("POLL_FIRST_SECONDS", "-1"),
+        ("REQUEUE_AFTER_SECONDS", "soon"),
+        ("MAX_BODY_BYTES", "0"),
+        ("STORE_OTP_BODY", "maybe"),
+    ],
+)
+def test_settings_bad_values_name_the_key(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        Settings.from_env({key: value})
+
+
+# --- the document ---------------------------------------------------------------------------
+
+
+def test_local_configuration_parses(document: dict[str, Any], secrets: dict[str, Any]) -> None:
+    config = parse_config(document, secrets)
+    assert isinstance(config, AppConfig)
+    assert set(config.carriers) == {
+        "smartswitch",
+        "conceptomovil",
+        "vibes",
+        "vibes-longcode",
+        "ip2sms",
+    }
+    assert set(config.clients) == {"demo", "ofsc"}
+
+    vibes = config.carrier("vibes")
+    assert vibes.format == "vibes"
+    assert vibes.alternate == "vibes-longcode"
+    assert vibes.sender_type == "SC"
+    assert config.carrier("vibes-longcode").sender_type == "LC"
+    assert vibes.dlr_login == "vibes"
+    assert vibes.dlr_password == "vibes-secret"
+    assert vibes.read_timeout == 1.5
+    assert vibes.connect_timeout == 3.05
+
+    ip2sms = config.carrier("ip2sms")
+    assert ip2sms.poll is True
+    assert ip2sms.status_url
+    assert config.carrier("smartswitch").poll is False
+    assert config.carrier("smartswitch").dlr_password == "smartswitch-secret"
+    assert config.carrier("conceptomovil").api_key == "sim-api-key"
+
+    demo = config.clients["demo"]
+    assert demo.kind == "json"
+    assert demo.token == "demo-token"
+    assert demo.callback_secret == "demo-callback-secret"
+    assert demo.senders == ("SMSBRIDGE", "DEMO")
+    assert demo.default_country == "UA"
+
+    ofsc = config.clients["ofsc"]
+    assert ofsc.kind == "ofsc"
+    assert ofsc.workflow == "advanced"
+    assert ofsc.auth_hash == "sha256"
+    assert ofsc.login == "ofsc"
+    assert ofsc.password == "ofsc-secret"
+
+    assert config.routes.default == "smartswitch"
+    assert config.routes.by_prefix == {"+380": "ip2sms", "+52": "conceptomovil", "+1": "vibes"}
+    assert config.status_timeout("2FA", 999) == 1800
+    assert config.status_timeout("verification", 999) == 1800
+    assert config.status_timeout("text", 999) == 999
+
+
+def test_secrets_are_optional(document: dict[str, Any]) -> None:
+    config = parse_config(document, {})
+    assert config.carrier("vibes").password == ""
+    assert config.clients["demo"].token == ""
+    # The OFSC login defaults to the client's name.
+    assert config.clients["ofsc"].login == "ofsc"
+
+
+def test_status_timeouts_default_for_otp_types(document: dict[str, Any]) -> None:
+    del document["status_timeouts"]
+    config = parse_config(document, {})
+    assert config.status_timeouts == DEFAULT_STATUS_TIMEOUTS
+
+
+def test_a_carrier_without_format_poll_defaults_by_format(document: dict[str, Any]) -> None:
+    del document["carriers"]["ip2sms"]["poll"]
+    assert parse_config(document, {}).carrier("ip2sms").poll is True
+
+
+def _refused(document: dict[str, Any], secrets: dict[str, Any] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document, secrets or {})
+    return str(caught.value)
+
+
+def test_unknown_format_names_the_key(document: dict[str, Any]) -> None:
+    document["carriers"]["vibes"]["format"] = "smpp"
+    message = _refused(document)
+    assert "carriers.vibes.format" in message
+    assert "smpp" in message
+
+
+def test_missing_format_names_the_key(document: dict[str, Any]) -> None:
+    del document["carriers"]["smartswitch"]["format"]
+    assert "carriers.smartswitch.format" in _refused(document)
+
+
+def test_unknown_alternate_names_the_key(document: dict[str, Any]) -> None:
+    document["carriers"]["vibes"]["alternate"] = "nobody"
+    message = _refused(document)
+    assert "carriers.vibes.alternate" in message
+    assert "nobody" in message
+
+
+def test_alternate_of_the_wrong_type_names_the_key(document: dict[str, Any]) -> None:
+    document["carriers"]["vibes"]["alternate"] = ["vibes-longcode"]
+    assert "carriers.vibes.alternate" in _refused(document)
+
+
+def test_route_to_an_unknown_carrier_names_the_key(document: dict[str, Any]) -> None:
+    document["routes"]["by_prefix"]["+44"] = "nobody"
+    message = _refused(document)
+    assert "routes.by_prefix.+44" in message
+    assert "nobody" in message
+
+
+def test_default_route_to_an_unknown_carrier_names_the_key(document: dict[str, Any]) -> None:
+    document["routes"]["default"] = "nobody"
+    assert "routes.default" in _refused(document)
+
+
+def test_bad_by_type_key_names_the_key(document: dict[str, Any]) -> None:
+    document["routes"]["by_type"]["otp"] = "smartswitch"
+    assert "routes.by_type.otp" in _refused(document)
+
+
+def test_by_type_to_an_unknown_carrier_names_the_key(document: dict[str, Any]) -> None:
+    document["routes"]["by_type"]["2FA"] = "nobody"
+    assert "routes.by_type.2FA" in _refused(document)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        (("carriers", "vibes", "sender_type"), "XX", "carriers.vibes.sender_type"),
+        (("carriers", "vibes", "read_timeout"), 0, "carriers.vibes.read_timeout"),
+        (("carriers", "vibes", "max_per_second"), "fast", "carriers.vibes.max_per_second"),
+        (("carriers", "vibes", "submit_url"), "", "carriers.vibes.submit_url"),
+        (("carriers", "ip2sms", "status_url"), "", "carriers.ip2sms.status_url"),
+        (("carriers", "vibes", "sender"), 98765, "carriers.vibes.sender"),
+        (("clients", "demo", "kind"), "rest", "clients.demo.kind"),
+        (("clients", "ofsc", "workflow"), "fast", "clients.ofsc.workflow"),
+        (("clients", "ofsc", "auth_hash"), "sha1", "clients.ofsc.auth_hash"),
+        (("clients", "demo", "senders"), "SMSBRIDGE", "clients.demo.senders"),
+        (("status_timeouts", "2FA"), 0, "status_timeouts.2FA"),
+        (("status_timeouts", "otp"), 60, "status_timeouts.otp"),
+        (("status_timeouts", "2FA"), True, "status_timeouts.2FA"),
+        (("carriers", "ip2sms", "poll"), "false", "carriers.ip2sms.poll"),
+        (("routes", "by_prefix", "+44"), ["vibes"], "routes.by_prefix.+44"),
+    ],
+)
+def test_bad_values_name_the_key(
+    document: dict[str, Any], path: tuple[str, ...], value: object, key: str
+) -> None:
+    target = document
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    assert key in _refused(document)
+
+
+def test_bad_secrets_name_the_key(document: dict[str, Any], secrets: dict[str, Any]) -> None:
+    secrets["carriers"]["vibes"] = "vibes-secret"
+    assert "secrets.carriers.vibes" in _refused(document, secrets)
+    secrets = _secrets()
+    secrets["clients"]["demo"]["token"] = 12345
+    assert "secrets.clients.demo.token" in _refused(document, secrets)
+
+
+def test_no_carriers_is_refused(document: dict[str, Any]) -> None:
+    document["carriers"] = {}
+    assert "carriers" in _refused(document)
+
+
+def test_a_section_that_is_not_an_object_is_refused(document: dict[str, Any]) -> None:
+    document["routes"] = ["smartswitch"]
+    assert "routes" in _refused(document)
+
+
+# --- routing --------------------------------------------------------------------------------
+
+
+def test_routes_longest_prefix_wins() -> None:
+    routes = Routes(
+        default="smartswitch",
+        by_prefix={"+1": "vibes", "+380": "ip2sms", "+38067": "conceptomovil", "+52": "cm"},
+    )
+    assert routes.carrier_for("+380671234501", "text") == "conceptomovil"
+    assert routes.carrier_for("+380501234501", "text") == "ip2sms"
+    assert routes.carrier_for("+12024561111", "text") == "vibes"
+    assert routes.carrier_for("+525512345678", "text") == "cm"
+    assert routes.carrier_for("+442083661177", "text") == "smartswitch"
+
+
+def test_routes_by_type_comes_first() -> None:
+    routes = Routes(default="smartswitch", by_type={"2FA": "vibes"}, by_prefix={"+380": "ip2sms"})
+    assert routes.carrier_for("+380671234501", "2FA") == "vibes"
+    assert routes.carrier_for("+380671234501", "verification") == "ip2sms"
+    assert routes.carrier_for("+442083661177", "2FA") == "vibes"
+
+
+def test_local_routes(document: dict[str, Any]) -> None:
+    routes = parse_config(document, {}).routes
+    assert routes.carrier_for("+380671234501", "text") == "ip2sms"
+    assert routes.carrier_for("+525512345678", "verification") == "conceptomovil"
+    assert routes.carrier_for("+12024561111", "2FA") == "vibes"
+    assert routes.carrier_for("+442083661177", "text") == "smartswitch"

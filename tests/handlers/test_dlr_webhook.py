@@ -1,0 +1,240 @@
+"""dlr_webhook against moto: receipts move messages, orphans, bad input in each format's shape."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from smsbridge.models import StatusReport
+from smsbridge.repository import MessageRepository
+from smsbridge.statuses import Status
+from tests.handlers.conftest import Stack
+from tests.support import basic, bearer, http_event
+
+SMARTSWITCH_AUTH = {"_login": "smartswitch", "_password": "smartswitch-secret"}
+
+
+def submitted(stack: Stack, to: str, message_id: str) -> dict[str, Any]:
+    stack.invoke(
+        stack.handler("send_message"),
+        http_event(
+            "POST",
+            "/v1/messages",
+            body=json.dumps({"to": to, "text": "hello", "message_id": message_id}),
+            headers=bearer(),
+        ),
+    )
+    stack.drain_dispatch(stack.handler("dispatch"))
+    (row,) = stack.dynamodb.scan(
+        TableName=stack.table,
+        FilterExpression="message_id = :m",
+        ExpressionAttributeValues={":m": {"S": message_id}},
+    )["Items"]
+    record = stack.item(row["id"]["S"])
+    assert record is not None and record["status"] == "submitted"
+    return record
+
+
+def dlr(
+    stack: Stack,
+    carrier: str,
+    *,
+    query: str = "",
+    body: str | bytes = "",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return stack.invoke(
+        stack.handler("dlr_webhook"),
+        http_event(
+            "POST",
+            f"/dlr/{carrier}",
+            route="/dlr/{carrier}",
+            query=query,
+            body=body,
+            headers=headers,
+            path_parameters={"carrier": carrier},
+        ),
+    )
+
+
+def smartswitch(stack: Stack, *groups: tuple[str, str]) -> dict[str, Any]:
+    params: list[tuple[str, str]] = []
+    for gateway_id, state in groups:
+        params += [("message_id", gateway_id), ("message_state", state)]
+    return dlr(stack, "smartswitch", query=urlencode(params + list(SMARTSWITCH_AUTH.items())))
+
+
+def test_smartswitch_receipts_move_a_message_to_delivered(stack: Stack) -> None:
+    record = submitted(stack, "+4915112345601", "r-1")
+    answer = smartswitch(stack, (record["gateway_id"], "enroute"))
+    assert answer["statusCode"] == 200
+    assert stack.item(record["id"])["status"] == "enroute"  # type: ignore[index]
+    smartswitch(stack, (record["gateway_id"], "delivered"))
+    final = stack.item(record["id"])
+    assert final is not None
+    assert final["status"] == "delivered"
+    assert final["delivered_at"]
+    assert [h["status"] for h in final["history"]][-2:] == ["enroute", "delivered"]
+
+
+def test_late_and_repeated_receipts_never_move_a_message_backwards(stack: Stack) -> None:
+    record = submitted(stack, "+4915112345601", "r-2")
+    gid = record["gateway_id"]
+    for state in ("delivered", "enroute", "delivered", "undeliverable"):
+        assert smartswitch(stack, (gid, state))["statusCode"] == 200
+    final = stack.item(record["id"])
+    assert final is not None
+    assert final["status"] == "delivered"
+    sources = [h for h in final["history"] if h.get("source") == "receipt:smartswitch"]
+    assert len(sources) == 4
+
+
+def test_a_receipt_with_leading_zeros_matches_the_carrier_id(stack: Stack) -> None:
+    record = submitted(stack, "+4915112345601", "r-3")
+    smartswitch(stack, ("00" + record["gateway_id"], "delivered"))
+    assert stack.item(record["id"])["status"] == "delivered"  # type: ignore[index]
+
+
+def test_a_receipt_before_the_submission_is_kept_and_applied_at_link(stack: Stack) -> None:
+    answer = smartswitch(stack, ("987654321", "delivered"))
+    assert answer["statusCode"] == 200
+    record = submitted(stack, "+4915112345601", "r-4")
+    repository = MessageRepository(stack.dynamodb, stack.table)
+    orphans = repository.link_gateway_id(
+        "smartswitch", "987654321", record["id"], expires_at=int(time.time()) + 60
+    )
+    assert [o.status for o in orphans] == [Status.DELIVERED]
+    # Both orders end the same: a receipt after the link applies directly.
+    assert (
+        repository.store_orphan(
+            "smartswitch", "987654321", StatusReport(Status.DELIVERED, source="t"), expires_at=0
+        )
+        == record["id"]
+    )
+
+
+def test_conceptomovil_receipt_applies_and_answers_ok(stack: Stack) -> None:
+    record = submitted(stack, "+525512345601", "r-5")
+    body = json.dumps(
+        {
+            "messageId": int(record["gateway_id"]),
+            "statusDelivery": "DELIVERED",
+            "sendDate": 1588694204000,
+            "doneDate": 1588694204000,
+            "carrier": "CLARO",
+        }
+    )
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": basic("conceptomovil", "conceptomovil-secret"),
+    }
+    answer = dlr(stack, "conceptomovil", body=body, headers=headers)
+    assert (answer["statusCode"], answer["body"]) == (200, "OK")
+    final = stack.item(record["id"])
+    assert final is not None
+    assert final["status"] == "delivered"
+    assert final["status_changed_at"].startswith("2020-05-05")
+    headers["Authorization"] = basic("conceptomovil", "wrong")
+    assert dlr(stack, "conceptomovil", body=body, headers=headers)["statusCode"] == 401
+
+
+def vibes_receipt(gateway_id: str, kind: str, is_error: bool, extra: str = "") -> str:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><mtMessageResponse messageId="{gateway_id}" '
+        f'submitterMessageId="x" receiptDate="2011-04-19T15:10:08.320-05:00"><type>{kind}</type>'
+        f'<status isError="{str(is_error).lower()}"><description>d</description>{extra}</status>'
+        f"</mtMessageResponse>"
+    )
+
+
+def test_vibes_carrier_then_handset_is_enroute_then_delivered(stack: Stack) -> None:
+    record = submitted(stack, "+18475551201", "r-6")
+    token = "token=vibes-secret"
+    xml = {"Content-Type": "application/xml"}
+    answer = dlr(
+        stack,
+        "vibes",
+        query=token,
+        body=vibes_receipt(record["gateway_id"], "Carrier", False),
+        headers=xml,
+    )
+    assert (answer["statusCode"], answer["body"]) == (200, "")
+    assert stack.item(record["id"])["status"] == "enroute"  # type: ignore[index]
+    dlr(
+        stack,
+        "vibes",
+        query=token,
+        body=vibes_receipt(record["gateway_id"], "Handset", False),
+        headers=xml,
+    )
+    assert stack.item(record["id"])["status"] == "delivered"  # type: ignore[index]
+
+
+def test_vibes_error_is_undeliverable_with_the_codes(stack: Stack) -> None:
+    record = submitted(stack, "+18475551202", "r-7")
+    codes = "<errorCode>100</errorCode><internalErrorCode>255</internalErrorCode>"
+    dlr(
+        stack,
+        "vibes",
+        query="token=vibes-secret",
+        body=vibes_receipt(record["gateway_id"], "Carrier", True, codes),
+        headers={"Content-Type": "application/xml"},
+    )
+    final = stack.item(record["id"])
+    assert final is not None
+    assert final["status"] == "undeliverable"
+    assert "100" in final["gateway_error"] and "255" in final["gateway_error"]
+
+
+def test_bad_input_is_answered_in_each_formats_shape(stack: Stack) -> None:
+    assert dlr(stack, "nobody", query="x=1")["statusCode"] == 404
+    wrong = dlr(
+        stack, "smartswitch", query="message_id=1&message_state=delivered&_login=a&_password=b"
+    )
+    assert wrong["statusCode"] == 401
+    assert json.loads(wrong["body"])["errors"][0]["code"] == "authentication"
+    bad = smartswitch(stack, ("1", "delivered"), ("2", "bogus"))
+    assert bad["statusCode"] == 400
+    assert "data" not in json.loads(bad["body"])
+    bomb = '<!DOCTYPE x [<!ENTITY a "aaaa">]><mtMessageResponse messageId="&a;"/>'
+    hostile = dlr(
+        stack,
+        "vibes",
+        query="token=vibes-secret",
+        body=bomb,
+        headers={"Content-Type": "application/xml"},
+    )
+    assert hostile["statusCode"] == 400
+    huge = dlr(
+        stack,
+        "conceptomovil",
+        body="[" + ",".join(["{}"] * 100_000) + "]",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": basic("conceptomovil", "conceptomovil-secret"),
+        },
+    )
+    assert huge["statusCode"] == 413
+    wrong_type = dlr(
+        stack,
+        "conceptomovil",
+        body="<x/>",
+        headers={
+            "Content-Type": "text/xml",
+            "Authorization": basic("conceptomovil", "conceptomovil-secret"),
+        },
+    )
+    assert wrong_type["statusCode"] == 415
+
+
+def test_one_request_of_100_receipts_is_applied_in_one_invocation(stack: Stack) -> None:
+    records = [submitted(stack, f"+49151123456{i % 10:02d}", f"bulk-{i}") for i in range(100)]
+    started = time.perf_counter()
+    answer = smartswitch(stack, *[(r["gateway_id"], "delivered") for r in records])
+    elapsed = time.perf_counter() - started
+    assert answer["statusCode"] == 200
+    assert len(json.loads(answer["body"])["data"]) == 100
+    assert all(stack.item(r["id"])["status"] == "delivered" for r in records)  # type: ignore[index]
+    print(f"100 receipts in one invocation: {elapsed * 1000:.0f} ms (moto in-process)")

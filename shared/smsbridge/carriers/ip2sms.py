@@ -98,15 +98,13 @@ def parse_status(root: Element, *, expected_id: str = "") -> Receipt:
     if expected_id and gateway_id != expected_id:
         raise StatusDocumentError(f"status is about id {gateway_id[:40]}, not {expected_id}")
     state_element = safexml.child(root, "state")
-    word = (state_element.text or "").strip() if state_element is not None else ""
-    if not word:
+    word = "" if state_element is None else (state_element.text or "").strip()
+    if state_element is None or not word:
         raise StatusDocumentError("state is required")
     known = _STATES_BY_LOWER.get(word.lower())
     if known is None:
         raise StatusDocumentError(f"state {word[:40]!r} is not one of {', '.join(STATES)}")
-    error = (
-        " ".join((state_element.get("error") or "").split()) if state_element is not None else ""
-    )
+    error = " ".join((state_element.get("error") or "").split())
     raw_date = (root.get("date") or "").strip()
     extra = {"ext_id": root.get("ext_id", "")} if root.get("ext_id") else {}
     return Receipt(

@@ -75,7 +75,7 @@ class Stack:
 
 
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -98,7 +98,11 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         port = free_port()
         config, secrets = local_documents(f"http://127.0.0.1:{port}")
         # Receipts go nowhere here (port 9 refuses): handler tests post their own.
-        simulator = Simulator("http://127.0.0.1:9", config, secrets, delay_ms=10_000, late_ms=2_500)
+        marker = request.node.get_closest_marker("sim_delay_ms")
+        delay_ms = int(marker.args[0]) if marker else 10_000
+        simulator = Simulator(
+            "http://127.0.0.1:9", config, secrets, delay_ms=delay_ms, late_ms=2_500
+        )
         simulator.start(port=port)
         ssm = session.client("ssm")
         ssm.put_parameter(

@@ -91,7 +91,7 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     with mock_aws():
         from aws_lambda_powertools.utilities import parameters
 
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
         session = boto3.Session(region_name=REGION)
         template = load_template()
         resources = create_resources(session, template)
@@ -122,4 +122,4 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
             yield Stack(resources, simulator, session.client("dynamodb"), session.client("sqs"))
         finally:
             simulator.stop()
-            parameters.clear_caches()
+            parameters.clear_caches()  # type: ignore[no-untyped-call]

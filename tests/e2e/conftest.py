@@ -76,8 +76,10 @@ class Client:
         return self.wait_for(message_id, lambda r: r["status"] in statuses, timeout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_stack() -> Iterator[LocalStack]:
+    """One stack for the e2e package, stopped before other packages' in-process moto tests run
+    (its driver threads would otherwise reach their mocks)."""
     stack = LocalStack(port=0, sim_port=0, env=FAST)
     stack.start()
     try:

@@ -1,0 +1,86 @@
+"""`python -m bench`: cold-import ratios per handler and AWS calls per message.
+
+Options: `--runs N` timed imports per handler (default 7); `--skip-imports`, `--skip-calls` to
+run one half only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from bench import awscalls, coldimport
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Cold-import time of each handler and AWS calls per message.",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=7, help="timed fresh processes per handler (default 7)"
+    )
+    parser.add_argument("--skip-imports", action="store_true", help="skip the cold imports")
+    parser.add_argument("--skip-calls", action="store_true", help="skip the AWS call counts")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def _print(lines: list[str]) -> None:
+    print("\n".join(lines), flush=True)
+
+
+def _template_defaults() -> tuple[str, str]:
+    """CONFIG_PARAMETER and SECRETS_ID as the template sets them by default."""
+    from local.template import load_template
+
+    template = load_template(ROOT / "template.yaml")
+    return (
+        str(template.parameter_default("ConfigParameterName")),
+        str(template.parameter_default("SecretsId")),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both parts; 1 when a handler could not be imported or a scenario failed."""
+    args = _arguments(argv)
+    started = time.monotonic()
+    status = 0
+    _print(
+        [
+            f"smsbridge bench: Python {platform.python_version()}, "
+            f"{os.cpu_count()} CPUs, {platform.machine()}",
+            "",
+        ]
+    )
+    if not args.skip_imports:
+        env = coldimport.probe_environment(*_template_defaults())
+        report = coldimport.measure(ROOT, args.runs, env)
+        _print([*coldimport.format_report(report), ""])
+        status |= int(report.failed)
+    if not args.skip_calls:
+        try:
+            calls = awscalls.run(ROOT)
+        except awscalls.BenchFailure as exc:
+            lines = [f"AWS calls per message: FAILED: {exc}"]
+            if exc.log:
+                lines += ["  last lines of the handlers' output:"]
+                lines += [f"    {line}" for line in awscalls.log_tail(exc.log)]
+            print("\n".join(lines), file=sys.stderr, flush=True)
+            status = 1
+        else:
+            _print([*awscalls.format_report(calls), ""])
+    _print([f"bench finished in {time.monotonic() - started:.0f} s"])
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

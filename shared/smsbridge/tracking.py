@@ -148,6 +148,14 @@ class StatusTracker:
         self.metrics.add(
             "FinalStatus", carrier=message.carrier, status=str(message.status), type=message.type
         )
+        if message.status != Status.CANCELLED:
+            # 0/1 per final outcome: its Average is the delivery rate (alarms cannot divide
+            # SEARCH results). Per carrier a forwarded hop counts against that carrier; overall
+            # the alternate carries the outcome.
+            outcome_value = 1.0 if message.status == Status.DELIVERED else 0.0
+            self.metrics.add("DeliveryOutcome", outcome_value, carrier=message.carrier)
+            if message.status != Status.FORWARDED:
+                self.metrics.add("DeliveryOutcome", outcome_value)
         if message.status == Status.TERMINATED:
             self.metrics.add("Terminated", carrier=message.carrier, type=message.type)
         if message.status == Status.DELIVERED and message.inserted_at:

@@ -1,0 +1,1 @@
+"""The local stack: the whole system on loopback, driven by template.yaml (never deployed)."""

@@ -1,0 +1,110 @@
+"""moto server on loopback, and boto3 clients for it (dummy credentials, no AWS account)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import urllib.request
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
+
+LOOPBACK = "127.0.0.1"
+DUMMY_ACCESS_KEY_ID = "testing"
+DUMMY_SECRET_ACCESS_KEY = "testing"
+#: Requests to moto are local: fail fast rather than retry for a minute.
+_CLIENT_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5)
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port free right now (for components that must know their URL before binding)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class MotoServer:
+    """moto's threaded server (DynamoDB, Streams, SQS, SSM, Secrets Manager ...) in this process."""
+
+    def __init__(self, host: str = LOOPBACK, port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._server: Any = None
+        self._endpoint: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        if self._endpoint is None:
+            raise RuntimeError("the moto server is not running")
+        return self._endpoint
+
+    def start(self) -> str:
+        """Start on the port (0: a free one) with empty backends; return the endpoint URL."""
+        from moto.server import ThreadedMotoServer
+
+        # werkzeug logs every request line at INFO; the local log keeps to our own lines.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self._endpoint = f"http://{host}:{port}"
+        self.reset()
+        return self._endpoint
+
+    def reset(self) -> None:
+        """Forget every resource (moto's backends live in this process and outlive a server)."""
+        url = f"{self.endpoint}/moto-api/reset"
+        request = urllib.request.Request(url, method="POST")  # noqa: S310 - our loopback server
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            answer.read()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self._endpoint = None
+
+
+def session(region: str) -> boto3.Session:
+    """A boto3 session with dummy credentials (never the developer's real ones)."""
+    return boto3.Session(
+        aws_access_key_id=DUMMY_ACCESS_KEY_ID,
+        aws_secret_access_key=DUMMY_SECRET_ACCESS_KEY,
+        region_name=region,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AwsClients:
+    """boto3 clients for one endpoint; `create_resources` accepts this object."""
+
+    endpoint: str
+    region: str
+    dynamodb: DynamoDBClient
+    sqs: SQSClient
+    ssm: SSMClient
+    secretsmanager: SecretsManagerClient
+    #: boto3-stubs for DynamoDB Streams are not installed; the driver uses it untyped.
+    dynamodbstreams: Any
+
+
+def clients(endpoint: str, region: str) -> AwsClients:
+    s = session(region)
+    kw: dict[str, Any] = {"endpoint_url": endpoint, "config": _CLIENT_CONFIG}
+    return AwsClients(
+        endpoint=endpoint,
+        region=region,
+        dynamodb=s.client("dynamodb", **kw),
+        sqs=s.client("sqs", **kw),
+        ssm=s.client("ssm", **kw),
+        secretsmanager=s.client("secretsmanager", **kw),
+        dynamodbstreams=s.client("dynamodbstreams", **kw),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,8 +20,6 @@ runtime = Runtime.from_env()
 
 def _request_of(event: dict[str, Any]) -> HttpRequest | None:
     """The neutral request of an API Gateway v2 event (None when the body cannot be decoded)."""
-    from urllib.parse import parse_qsl
-
     body = event.get("body") or ""
     try:
         raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")

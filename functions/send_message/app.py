@@ -39,14 +39,7 @@ class Unauthorized(Exception):
 
 
 def _intake() -> Intake:
-    return Intake(
-        runtime.repository(),
-        runtime.settings,
-        runtime.config(),
-        runtime.queue(),
-        runtime.metrics,
-        runtime.clock,
-    )
+    return Intake(runtime.tracker())
 
 
 def _http_request() -> HttpRequest:
@@ -60,22 +53,10 @@ def _http_request() -> HttpRequest:
 
 
 def _json_client() -> ClientConfig:
-    """Bearer token or Basic, compared against every JSON client in constant time."""
-    request = _http_request()
-    token = request.bearer_token()
-    basic = request.basic_auth()
-    found: ClientConfig | None = None
-    for client in runtime.config().clients.values():
-        if client.kind != "json":
-            continue
-        if (token is not None and auth.equals(token, client.token)) or (
-            basic is not None
-            and auth.credentials_match(basic[0], basic[1], client.login, client.password)
-        ):
-            found = client
-    if found is None:
+    client = auth.json_client_of(_http_request(), runtime.config().clients.values())
+    if client is None:
         raise Unauthorized
-    return found
+    return client
 
 
 @app.exception_handler(Unauthorized)  # type: ignore[untyped-decorator]
@@ -104,7 +85,7 @@ def openapi_document() -> Response[Any]:
 
 @app.post("/ofsc", include_in_schema=False)
 def ofsc_outbound() -> Response[Any]:
-    service = OfscService(_intake(), runtime.config(), runtime.clock)
+    service = OfscService(_intake(), runtime.clock)
     return _answer(service.handle(_http_request(), max_body_bytes=runtime.settings.max_body_bytes))
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
+
+from smsbridge.config import ClientConfig
+from smsbridge.web import HttpRequest
 
 
 def equals(given: str | None, expected: str) -> bool:
@@ -29,3 +33,23 @@ def credentials_match(
 def hmac_sha256_hex(secret: str, payload: bytes) -> str:
     """Signature for JSON callbacks: `X-Smsbridge-Signature: sha256=<this>`."""
     return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()
+
+
+def json_client_of(request: HttpRequest, clients: Iterable[ClientConfig]) -> ClientConfig | None:
+    """The JSON client a request authenticates as (Bearer token or Basic), None when none does.
+
+    Every JSON client is compared, so the time taken does not depend on which one matched.
+    """
+    token = request.bearer_token()
+    basic = request.basic_auth()
+    found: ClientConfig | None = None
+    for client in clients:
+        if client.kind != "json":
+            continue
+        by_token = token is not None and equals(token, client.token)
+        by_basic = basic is not None and credentials_match(
+            basic[0], basic[1], client.login, client.password
+        )
+        if by_token or by_basic:
+            found = client
+    return found

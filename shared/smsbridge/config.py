@@ -184,9 +184,6 @@ class AppConfig:
     #: Status time-out in seconds per message type (SPEC 4.2), falling back to the setting.
     status_timeouts: dict[str, int] = field(default_factory=dict)
 
-    def carrier(self, name: str) -> CarrierConfig:
-        return self.carriers[name]
-
     def status_timeout(self, message_type: str, default: int) -> int:
         return self.status_timeouts.get(message_type, default)
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import requests
 
+from smsbridge import phone
 from smsbridge.carriers import get_format
 from smsbridge.carriers.base import (
     PermanentSubmitError,
@@ -96,6 +97,14 @@ class Dispatcher:
             return self._transient(message, exc)
         except PermanentSubmitError as exc:
             self._tracker.metrics.add("SubmitErrors", carrier=carrier.name, kind="permanent")
+            logger.warning(
+                "submission refused",
+                extra={
+                    "carrier": carrier.name,
+                    "to": phone.mask(message.phone_number),
+                    "reason": exc.description[:200],
+                },
+            )
             self._tracker.report(
                 message.id,
                 StatusReport(
@@ -150,6 +159,17 @@ class Dispatcher:
     def _transient(self, message: Message, exc: TransientSubmitError) -> DispatchResult:
         carrier = message.carrier
         self._tracker.metrics.add("SubmitErrors", carrier=carrier, kind="transient")
+        logger.warning(
+            "submission failed, will retry"
+            if message.attempts < self._settings.submit_max_attempts
+            else "submission failed for good",
+            extra={
+                "carrier": carrier,
+                "to": phone.mask(message.phone_number),
+                "attempt": message.attempts,
+                "reason": exc.description[:200],
+            },
+        )
         if message.attempts >= self._settings.submit_max_attempts:
             self._tracker.report(
                 message.id,

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
 from smsbridge import phone, text
-from smsbridge.config import MESSAGE_TYPES, AppConfig, ClientConfig, Settings
-from smsbridge.lifecycle import Lifecycle
-from smsbridge.models import HistoryEntry, Message, Origin, iso, message_key, utcnow
-from smsbridge.queueing import DispatchQueue
-from smsbridge.repository import MessageRepository
+from smsbridge.config import MESSAGE_TYPES, ClientConfig
+from smsbridge.models import HistoryEntry, Message, Origin, iso, message_key
 from smsbridge.statuses import Status
-from smsbridge.telemetry import MetricSink
+from smsbridge.tracking import StatusTracker
 
 logger = logging.getLogger("smsbridge.intake")
 
@@ -55,22 +52,14 @@ class CancelResult(Enum):
 
 
 class Intake:
-    def __init__(
-        self,
-        repository: MessageRepository,
-        settings: Settings,
-        config: AppConfig,
-        queue: DispatchQueue,
-        metrics: MetricSink,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._repository = repository
-        self._settings = settings
-        self._config = config
-        self._queue = queue
-        self._metrics = metrics
-        self._clock = clock
-        self._lifecycle = Lifecycle(settings, config)
+    def __init__(self, tracker: StatusTracker) -> None:
+        self._repository = tracker.repository
+        self._settings = tracker.settings
+        self.config = tracker.config
+        self._queue = tracker.queue
+        self._metrics = tracker.metrics
+        self._clock = tracker.clock
+        self._lifecycle = tracker.lifecycle
 
     def accept(self, client: ClientConfig, requests: Sequence[MessageRequest]) -> list[Message]:
         """Store every message (once) and queue the new valid ones; answers in request order."""
@@ -142,8 +131,8 @@ class Intake:
         segments = text.segments_of(body)
         if not problem and segments > text.MAX_SEGMENTS:
             problem = f"too many segments ({segments} > {text.MAX_SEGMENTS})"
-        carrier_name = self._config.routes.carrier_for(number, message_type)
-        carrier = self._config.carriers[carrier_name]
+        carrier_name = self.config.routes.carrier_for(number, message_type)
+        carrier = self.config.carriers[carrier_name]
         sender = request.sender or carrier.sender
         if not problem and request.sender and request.sender not in client.senders:
             problem = f"unknown sender {request.sender!r}"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from smsbridge import auth, ofsc
-from smsbridge.config import AppConfig, ClientConfig
+from smsbridge.config import ClientConfig
 from smsbridge.intake import CancelResult, Intake, MessageRequest
 from smsbridge.models import Message, Origin, utcnow
 from smsbridge.statuses import OFSC_STATUS, Status
@@ -28,11 +28,9 @@ def fault_answer(fault: ofsc.OfscFault) -> HttpAnswer:
 
 
 class OfscService:
-    def __init__(
-        self, intake: Intake, config: AppConfig, clock: Callable[[], datetime] = utcnow
-    ) -> None:
+    def __init__(self, intake: Intake, clock: Callable[[], datetime] = utcnow) -> None:
         self._intake = intake
-        self._config = config
+        self._config = intake.config
         self._clock = clock
 
     def handle(self, request: HttpRequest, *, max_body_bytes: int) -> HttpAnswer:

@@ -36,11 +36,6 @@ class InvalidNumber(ValueError):
     """The text is not a phone number we can send to; the message says why, for the originator."""
 
 
-def preload() -> None:
-    """Import phonenumbers now: a handler that validates on every request may rather pay at init."""
-    import phonenumbers  # noqa: F401
-
-
 def to_e164(raw: str, country: str | None = None) -> str:
     """The number in E.164 (`+380671234501`).
 

@@ -118,22 +118,22 @@ def test_local_configuration_parses(document: dict[str, Any], secrets: dict[str,
     }
     assert set(config.clients) == {"demo", "ofsc"}
 
-    vibes = config.carrier("vibes")
+    vibes = config.carriers["vibes"]
     assert vibes.format == "vibes"
     assert vibes.alternate == "vibes-longcode"
     assert vibes.sender_type == "SC"
-    assert config.carrier("vibes-longcode").sender_type == "LC"
+    assert config.carriers["vibes-longcode"].sender_type == "LC"
     assert vibes.dlr_login == "vibes"
     assert vibes.dlr_password == "vibes-secret"
     assert vibes.read_timeout == 1.5
     assert vibes.connect_timeout == 3.05
 
-    ip2sms = config.carrier("ip2sms")
+    ip2sms = config.carriers["ip2sms"]
     assert ip2sms.poll is True
     assert ip2sms.status_url
-    assert config.carrier("smartswitch").poll is False
-    assert config.carrier("smartswitch").dlr_password == "smartswitch-secret"
-    assert config.carrier("conceptomovil").api_key == "sim-api-key"
+    assert config.carriers["smartswitch"].poll is False
+    assert config.carriers["smartswitch"].dlr_password == "smartswitch-secret"
+    assert config.carriers["conceptomovil"].api_key == "sim-api-key"
 
     demo = config.clients["demo"]
     assert demo.kind == "json"
@@ -158,7 +158,7 @@ def test_local_configuration_parses(document: dict[str, Any], secrets: dict[str,
 
 def test_secrets_are_optional(document: dict[str, Any]) -> None:
     config = parse_config(document, {})
-    assert config.carrier("vibes").password == ""
+    assert config.carriers["vibes"].password == ""
     assert config.clients["demo"].token == ""
     # The OFSC login defaults to the client's name.
     assert config.clients["ofsc"].login == "ofsc"
@@ -172,7 +172,7 @@ def test_status_timeouts_default_for_otp_types(document: dict[str, Any]) -> None
 
 def test_a_carrier_without_format_poll_defaults_by_format(document: dict[str, Any]) -> None:
     del document["carriers"]["ip2sms"]["poll"]
-    assert parse_config(document, {}).carrier("ip2sms").poll is True
+    assert parse_config(document, {}).carriers["ip2sms"].poll is True
 
 
 def _refused(document: dict[str, Any], secrets: dict[str, Any] | None = None) -> str:

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from smsbridge.receipts import ReceiptDesk, unknown_carrier_answer
+from smsbridge.receipts import ReceiptDesk
 from smsbridge.runtime import Runtime
 from smsbridge.web import HttpAnswer, HttpRequest
 
@@ -51,10 +51,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if request is None:
         return _response(HttpAnswer(400, "body is not valid base64"))
     try:
-        tracker = runtime.tracker()
-        if carrier not in tracker.config.carriers:
-            return _response(unknown_carrier_answer())
-        answer = ReceiptDesk(tracker).handle(carrier, request)
+        answer = ReceiptDesk(runtime.tracker()).handle(carrier, request)
     except Exception:
         logger.exception("receipt handling failed", extra={"carrier": carrier})
         # A 5xx makes the carrier post the receipt again later; applying it twice is harmless.

@@ -65,6 +65,7 @@ class Poller:
         ids = self._due_ids(now)
         summary.due = len(ids)
         to_poll: dict[str, list[Message]] = defaultdict(list)
+        to_requeue: list[Message] = []
         for message in self._repository.get_many(ids):
             if self._monotonic() >= deadline:
                 summary.left_for_next_run += 1
@@ -72,7 +73,8 @@ class Poller:
             if message.is_final:
                 continue
             if message.status == Status.QUEUED:
-                self._queued(message, now, summary)
+                if self._queued(message, now, summary):
+                    to_requeue.append(message)
                 continue
             if now >= self._lifecycle.timeout_at(message, now):
                 self._terminate(message, summary)
@@ -80,6 +82,8 @@ class Poller:
                 to_poll[message.carrier].append(message)
             else:
                 self._reschedule(message, now, summary)
+        if to_requeue:
+            self._requeue(to_requeue, summary)
         if to_poll:
             self._poll_all(to_poll, now, deadline, summary)
         return summary
@@ -101,7 +105,8 @@ class Poller:
 
     # --- queued messages ------------------------------------------------------------------
 
-    def _queued(self, message: Message, now: datetime, summary: RunSummary) -> None:
+    def _queued(self, message: Message, now: datetime, summary: RunSummary) -> bool:
+        """Expire a queued message past its send time; True when it is to be queued again."""
         latest = message.latest_send_time()
         if latest is not None and now >= latest:
             outcome = self._tracker.report(
@@ -115,18 +120,26 @@ class Poller:
             )
             if outcome is not None and outcome.changed:
                 summary.expired += 1
-            return
+            return False
         next_check = self._lifecycle.next_check(message, Status.QUEUED, now)
         assert next_check is not None
         # Only the run that moves the next check re-queues (overlapping runs act once).
-        if self._repository.reschedule(
+        return self._repository.reschedule(
             message.id,
             expected=Status.QUEUED,
             next_check_at=next_check,
             expected_next_check=message.next_check_at,
-        ):
-            failed = self._tracker.queue.enqueue([message.id])
-            if not failed:
+        )
+
+    def _requeue(self, messages: list[Message], summary: RunSummary) -> None:
+        """Queue again, 10 a call; one that fails stays due and is tried at its next check."""
+        try:
+            failed = set(self._tracker.queue.enqueue([message.id for message in messages]))
+        except Exception:
+            logger.exception("re-queue failed; the messages stay due")
+            return
+        for message in messages:
+            if message.id not in failed:
                 summary.requeued += 1
                 self._tracker.metrics.add("Requeued", carrier=message.carrier)
 

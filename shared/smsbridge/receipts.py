@@ -55,6 +55,9 @@ class ReceiptDesk:
         links = self._repository.message_ids_for_gateway_ids(
             carrier.name, [receipt.gateway_id for receipt in receipts]
         )
+        # One batch read of the messages; each apply starts from it (a stale copy only costs a
+        # re-read, the writes are conditional).
+        known = {m.id: m for m in self._repository.get_many(links.values())}
         orphan_ttl = int(
             (self._tracker.clock() + timedelta(days=self._settings.orphan_ttl_days)).timestamp()
         )
@@ -75,7 +78,9 @@ class ReceiptDesk:
                 self._repository.link_gateway_id(
                     carrier.name, receipt.forwarded_to, message_id, expires_at=orphan_ttl
                 )
-            if self._tracker.report(message_id, report) is not None:
+            outcome = self._tracker.report(message_id, report, known=known.get(message_id))
+            if outcome is not None:
+                known[message_id] = outcome.message
                 self._tracker.metrics.add("ReceiptsApplied", carrier=carrier.name)
 
     @staticmethod

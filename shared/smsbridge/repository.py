@@ -244,7 +244,7 @@ class MessageRepository:
             TableName=self._table, Key={"id": {"S": message_id}}, ConsistentRead=True
         )
         item = answer.get("Item")
-        if item is None or _from_item({"t": item.get("item_type", {"S": ""})})["t"] != "message":
+        if item is None or item.get("item_type", {}).get("S") != "message":
             return None
         return message_from_item(item)
 

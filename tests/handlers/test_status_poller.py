@@ -183,5 +183,5 @@ def test_with_5000_open_messages_a_run_reads_only_the_due_ones_through_the_index
     assert calls["Query"] == 16
     assert calls["BatchGetItem"] == 1
     assert calls["UpdateItem"] == 10
-    assert calls["SendMessageBatch"] == 10
+    assert calls["SendMessageBatch"] == 1
     print(f"poller run over 5000 open messages, 10 due: {dict(calls)}")

@@ -34,10 +34,6 @@ app.enable_swagger(
 JSON = "application/json"
 
 
-class Unauthorized(Exception):
-    pass
-
-
 def _intake() -> Intake:
     return Intake(runtime.tracker())
 
@@ -53,20 +49,9 @@ def _http_request() -> HttpRequest:
 
 
 def _json_client() -> ClientConfig:
-    client = auth.json_client_of(_http_request(), runtime.config().clients.values())
-    if client is None:
-        raise Unauthorized
+    """The client `lambda_handler` authenticated for this /v1 request."""
+    client: ClientConfig = app.context["client"]
     return client
-
-
-@app.exception_handler(Unauthorized)  # type: ignore[untyped-decorator]
-def _unauthorized(_: Unauthorized) -> Response[Any]:
-    return Response(
-        401,
-        JSON,
-        '{"message":"missing or wrong credentials"}',
-        headers={"WWW-Authenticate": 'Bearer realm="smsbridge", Basic realm="smsbridge"'},
-    )
 
 
 def _answer(answer: HttpAnswer) -> Response[Any]:
@@ -119,6 +104,27 @@ def delete_message(message_id: Annotated[str, Path(min_length=1, max_length=64)]
     return Response(200, JSON, message.public_view())
 
 
+def _unauthenticated(event: dict[str, Any]) -> dict[str, Any] | None:
+    """401 for the JSON API before its body is validated, so a caller without credentials
+    learns nothing about the request; the client found is kept for the route."""
+    if not str(event.get("rawPath", "")).startswith("/v1/messages"):
+        return None
+    headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
+    request = HttpRequest(method="", path="", headers=headers)
+    client = auth.json_client_of(request, runtime.config().clients.values())
+    if client is not None:
+        app.append_context(client=client)  # type: ignore[no-untyped-call]
+        return None
+    return {
+        "statusCode": 401,
+        "headers": {
+            "Content-Type": JSON,
+            "WWW-Authenticate": 'Bearer realm="smsbridge", Basic realm="smsbridge"',
+        },
+        "body": '{"message":"missing or wrong credentials"}',
+    }
+
+
 def _too_large(event: dict[str, Any]) -> dict[str, Any] | None:
     """413 before any parsing: the API's body limit, in the route's own format."""
     body = event.get("body") or ""
@@ -137,10 +143,11 @@ def _too_large(event: dict[str, Any]) -> dict[str, Any] | None:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    too_large = _too_large(event)
-    if too_large is not None:
-        return too_large
+    app.clear_context()  # type: ignore[no-untyped-call]
     try:
+        early = _unauthenticated(event) or _too_large(event)
+        if early is not None:
+            return early
         return app.resolve(event, context)
     except Exception:
         logger.exception("unhandled error")

@@ -111,6 +111,8 @@ def test_missing_or_wrong_credentials_are_401(stack: Stack) -> None:
     message = {"to": "+4915112345678", "text": "x"}
     assert post(stack, message, headers={"Content-Type": "application/json"})["statusCode"] == 401
     assert post(stack, message, headers=bearer("wrong"))["statusCode"] == 401
+    # Credentials are checked before the body: no hint about its validity without them.
+    assert post(stack, "{not json", headers=bearer("wrong"))["statusCode"] == 401
     assert stack.receive() == []
 
 

@@ -45,6 +45,7 @@ def _response(answer: HttpAnswer) -> dict[str, Any]:
 
 # Logged without the query string: it may carry `_password` or `token`.
 @logger.inject_lambda_context(clear_state=True, log_event=False)
+@runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     carrier = (event.get("pathParameters") or {}).get("carrier", "")
     request = _request_of(event)

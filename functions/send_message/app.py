@@ -142,6 +142,7 @@ def _too_large(event: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     app.clear_context()  # type: ignore[no-untyped-call]
     try:

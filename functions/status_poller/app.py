@@ -16,6 +16,7 @@ runtime = Runtime.from_env()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summary = asdict(Poller(runtime.tracker()).run())
     logger.info("status run", extra={"summary": summary})

@@ -6,11 +6,12 @@ read on first use and cached for `CONFIG_MAX_AGE_SECONDS`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from smsbridge.config import AppConfig, Settings, load_config
 from smsbridge.models import utcnow
@@ -22,6 +23,10 @@ from smsbridge.tracking import StatusTracker
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_sqs.client import SQSClient
+
+
+Event = TypeVar("Event")
+Result = TypeVar("Result")
 
 
 def aws_client(service: str) -> Any:
@@ -53,6 +58,21 @@ class Runtime:
             dynamodb=aws_client("dynamodb"),
             sqs=aws_client("sqs"),
         )
+
+    def publishes_metrics(
+        self, handler: Callable[[Event, Any], Result]
+    ) -> Callable[[Event, Any], Result]:
+        """Decorates a Lambda handler: the invocation's metrics are written when it returns or
+        raises, one EMF document per dimension set."""
+
+        @functools.wraps(handler)
+        def publishing(event: Event, context: Any) -> Result:
+            try:
+                return handler(event, context)
+            finally:
+                self.metrics.flush()
+
+        return publishing
 
     def config(self) -> AppConfig:
         age = time.monotonic() - self._loaded_at

@@ -40,12 +40,12 @@ def _print(lines: list[str]) -> None:
 
 def _template_defaults() -> tuple[str, str]:
     """CONFIG_PARAMETER and SECRETS_ID as the template sets them by default."""
-    from local.template import load_template
+    from local.cloudformation import translate
 
-    template = load_template(ROOT / "template.yaml")
+    parameters = translate(ROOT / "template.yaml")["Parameters"]
     return (
-        str(template.parameter_default("ConfigParameterName")),
-        str(template.parameter_default("SecretsId")),
+        str(parameters["ConfigParameterName"]["Default"]),
+        str(parameters["SecretsId"]["Default"]),
     )
 
 

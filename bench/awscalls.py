@@ -14,7 +14,6 @@ fresh container of that function.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -27,8 +26,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
-from bench.lambda_events import REGION, LambdaContext, http_api_event, sqs_event
 from bench.tables import ratio, render
+from local.api import http_event
+from local.drivers import sqs_event
+from local.runtime import LambdaContext, load_module
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 #: Services whose calls are configuration reads (cached per container).
 CONFIG_SERVICES = frozenset({"SSM", "Secrets Manager"})
 AUTHORIZATION = {"authorization": "Bearer demo-token"}
+REGION = "eu-west-1"
 #: A valid UK mobile routed to smartswitch; its last two digits (56) make the simulator accept it.
 #: (+447700900123 is in Ofcom's drama range, which phonenumbers does not take as a valid number.)
 PHONE_NUMBER = "+447911123456"
@@ -156,17 +158,6 @@ class CallsReport:
 # ------------------------------------------------------------------------------ the harness
 
 
-def load_handler(path: Path, name: str) -> ModuleType:
-    """Import a handler file as module `name` (its Runtime and clients are built now)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise BenchFailure(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def fresh_parameter_providers(recorder: CallRecorder) -> None:
     """Empty the Powertools Parameters cache (a new container) and hook its new clients."""
     from aws_lambda_powertools.utilities import parameters
@@ -224,8 +215,8 @@ class Harness:
         self.queue_url = queue_url
         self.queue_arn = queue_arn
         functions = root / "functions"
-        self.send = load_handler(functions / "send_message" / "app.py", "bench_send_message_app")
-        self.dispatch = load_handler(functions / "dispatch" / "app.py", "bench_dispatch_app")
+        self.send = load_module(functions / "send_message" / "app.py", "bench_send_message_app")
+        self.dispatch = load_module(functions / "dispatch" / "app.py", "bench_dispatch_app")
         for module in (self.send, self.dispatch):
             recorder.attach(module.runtime.dynamodb)
             recorder.attach(module.runtime.sqs)
@@ -240,7 +231,8 @@ class Harness:
 
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST /v1/messages; the decoded 202 answer."""
-        event = http_api_event("POST", "/v1/messages", body=body, headers=AUTHORIZATION)
+        headers = {"content-type": "application/json", **AUTHORIZATION}
+        event = http_event("POST", "/v1/messages", body=json.dumps(body), headers=headers)
         answer = self._invoke("send_message", self.send, event)
         _check(
             answer.get("statusCode") == 202,
@@ -251,7 +243,7 @@ class Harness:
 
     def dispatch_records(self, records: list[dict[str, Any]]) -> None:
         """Invoke dispatch with one SQS event; every record must succeed."""
-        answer = self._invoke("dispatch", self.dispatch, sqs_event(records, self.queue_arn))
+        answer = self._invoke("dispatch", self.dispatch, sqs_event(records, self.queue_arn, REGION))
         failures = answer.get("batchItemFailures")
         _check(not failures, f"dispatch reported failed records: {failures}")
 
@@ -362,15 +354,12 @@ def run(root: Path) -> CallsReport:
     import boto3
     from moto import mock_aws
 
+    from local.cloudformation import deploy
     from local.simulator import Simulator
-    from local.template import create_resources, load_template
 
     shared = str(root / "shared")
     if shared not in sys.path:
         sys.path.insert(0, shared)
-    template = load_template(root / "template.yaml")
-    config_parameter = str(template.parameter_default("ConfigParameterName"))
-    secrets_id = str(template.parameter_default("SecretsId"))
     config_text = (root / "local" / "config.json").read_text(encoding="utf-8")
     secrets_text = (root / "local" / "secrets.example.json").read_text(encoding="utf-8")
     simulator = Simulator(
@@ -386,8 +375,6 @@ def run(root: Path) -> CallsReport:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "CONFIG_PARAMETER": config_parameter,
-        "SECRETS_ID": secrets_id,
         "POWERTOOLS_SERVICE_NAME": "smsbridge",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
@@ -396,9 +383,11 @@ def run(root: Path) -> CallsReport:
         with _aws_environment(env), mock_aws(), contextlib.redirect_stdout(output):
             dynamodb = boto3.client("dynamodb")
             sqs = boto3.client("sqs")
-            resources = create_resources({"dynamodb": dynamodb, "sqs": sqs}, template)
-            os.environ["MESSAGES_TABLE"] = resources.table_name("MessagesTable")
-            os.environ["DISPATCH_QUEUE_URL"] = resources.queue_url("DispatchQueue")
+            resources = deploy(boto3.Session(), root / "template.yaml")
+            config_parameter = resources.parameters["ConfigParameterName"]
+            secrets_id = resources.parameters["SecretsId"]
+            for function in resources.functions.values():  # the template's environment
+                os.environ.update({k: v for k, v in function.environment.items() if k not in env})
             boto3.client("ssm").put_parameter(
                 Name=config_parameter,
                 Type="String",

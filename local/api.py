@@ -17,14 +17,14 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from local.template import ACCOUNT_ID, API_ID, HttpRoute
+from local.cloudformation import ACCOUNT_ID, API_ID, HttpRoute
 
 log = logging.getLogger("local.api")
 
@@ -109,27 +109,37 @@ def _request_id() -> str:
     return base64.b64encode(secrets.token_bytes(10)).decode()
 
 
-def build_event(
-    *,
+def http_event(
     method: str,
     target: str,
-    headers: Sequence[tuple[str, str]],
-    body: bytes,
-    route_key: str,
-    path_parameters: dict[str, str],
-    source_ip: str,
+    *,
+    body: str | bytes = b"",
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    query: str = "",
+    route: str | None = None,
+    path_parameters: Mapping[str, str] | None = None,
+    source_ip: str = "127.0.0.1",
     protocol: str = "HTTP/1.1",
     request_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The payload-format-2.0 event API Gateway builds for this request."""
+    """The payload-format-2.0 event API Gateway builds for a request.
+
+    `target` is the path, with or without its query string (`query` adds one); `route` is the
+    matched route's path (`$default` for the catch-all; default: the path itself). The one
+    builder of HTTP API events for the local API, the tests and the benchmarks.
+    """
     raw_path, _, raw_query = target.partition("?")
+    raw_query = "&".join(q for q in (raw_query, query) if q)
+    route_key = "$default" if route == "$default" else f"{method} {route or raw_path}"
     now = now or datetime.now(UTC)
     request_id = request_id or _request_id()
+    data = body.encode("utf-8") if isinstance(body, str) else body
 
     joined: dict[str, str] = {}
     cookies: list[str] = []
-    for name, value in headers:
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in pairs:
         key = name.lower()
         if key == "cookie":
             cookies.extend(c.strip() for c in value.split(";") if c.strip())
@@ -153,10 +163,10 @@ def build_event(
         event["cookies"] = cookies
     event["headers"] = joined
     if raw_query:
-        query: dict[str, str] = {}
+        params: dict[str, str] = {}
         for name, value in parse_qsl(raw_query, keep_blank_values=True):
-            query[name] = f"{query[name]},{value}" if name in query else value
-        event["queryStringParameters"] = query
+            params[name] = f"{params[name]},{value}" if name in params else value
+        event["queryStringParameters"] = params
     domain = host.partition(":")[0]
     event["requestContext"] = {
         "accountId": ACCOUNT_ID,
@@ -177,16 +187,14 @@ def build_event(
         "timeEpoch": int(now.timestamp() * 1000),
     }
     if path_parameters:
-        event["pathParameters"] = path_parameters
-    if body:
+        event["pathParameters"] = dict(path_parameters)
+    event["isBase64Encoded"] = False
+    if data:
         try:
-            event["body"] = body.decode("utf-8")
-            event["isBase64Encoded"] = False
+            event["body"] = data.decode("utf-8")
         except UnicodeDecodeError:
-            event["body"] = base64.b64encode(body).decode("ascii")
+            event["body"] = base64.b64encode(data).decode("ascii")
             event["isBase64Encoded"] = True
-    else:
-        event["isBase64Encoded"] = False
     return event
 
 
@@ -296,12 +304,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send(_json_answer(404, "Not Found"), method, raw_path, started)
             return
         route, params = matched
-        event = build_event(
-            method=method,
-            target=target,
+        event = http_event(
+            method,
+            target,
             headers=list(self.headers.items()),
             body=body,
-            route_key=route.route.route_key,
+            route=route.route.path,
             path_parameters=params,
             source_ip=self.client_address[0],
             protocol=self.request_version,

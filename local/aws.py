@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,22 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
+class _OneDynamoDbWriteAtATime:
+    """DynamoDB applies each request to an item atomically; moto's threaded server does not, so
+    two concurrent conditional updates could both pass their condition and one be lost. DynamoDB
+    requests are served one at a time (other services, such as SQS long polls, stay parallel)."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
 class MotoServer:
     """moto's threaded server (DynamoDB, Streams, SQS, SSM, Secrets Manager ...) in this process."""
 
@@ -54,6 +71,8 @@ class MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         self._server.start()
+        wsgi = self._server._server  # werkzeug's server: its app is swapped before any request
+        wsgi.app = _OneDynamoDbWriteAtATime(wsgi.app)
         host, port = self._server.get_host_and_port()
         self._endpoint = f"http://{host}:{port}"
         self.reset()
@@ -84,7 +103,7 @@ def session(region: str) -> boto3.Session:
 
 @dataclass(frozen=True, slots=True)
 class AwsClients:
-    """boto3 clients for one endpoint; `create_resources` accepts this object."""
+    """boto3 clients for one endpoint; `local.cloudformation.deploy` accepts this object."""
 
     endpoint: str
     region: str
@@ -92,8 +111,13 @@ class AwsClients:
     sqs: SQSClient
     ssm: SSMClient
     secretsmanager: SecretsManagerClient
-    #: boto3-stubs for DynamoDB Streams are not installed; the driver uses it untyped.
+    #: boto3-stubs for DynamoDB Streams and CloudFormation are not installed: untyped.
     dynamodbstreams: Any
+    cloudformation: Any
+
+    def client(self, service: str) -> Any:
+        """The client for `service`, as a boto3 Session's `client()` gives it."""
+        return getattr(self, service)
 
 
 def clients(endpoint: str, region: str) -> AwsClients:
@@ -107,4 +131,5 @@ def clients(endpoint: str, region: str) -> AwsClients:
         ssm=s.client("ssm", **kw),
         secretsmanager=s.client("secretsmanager", **kw),
         dynamodbstreams=s.client("dynamodbstreams", **kw),
+        cloudformation=s.client("cloudformation", **kw),
     )

@@ -12,6 +12,7 @@ CloudFormation as stack outputs, so nothing here re-implements CloudFormation.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -61,7 +62,16 @@ class _NoManagedPolicies:
 
 
 def translate(path: Path = DEFAULT_TEMPLATE, *, region: str = DEFAULT_REGION) -> dict[str, Any]:
-    """The CloudFormation template that `sam deploy` hands to CloudFormation."""
+    """The CloudFormation template that `sam deploy` hands to CloudFormation (a fresh copy)."""
+    path = Path(path).resolve()
+    text: str = _translated(str(path), path.stat().st_mtime_ns, region)
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+@functools.cache
+def _translated(path: str, mtime_ns: int, region: str) -> str:
+    from samtranslator.model.exceptions import InvalidDocumentException
     from samtranslator.translator.transform import transform
     from samtranslator.yaml_helper import yaml_parse
 
@@ -76,12 +86,14 @@ def translate(path: Path = DEFAULT_TEMPLATE, *, region: str = DEFAULT_REGION) ->
     os.environ["AWS_DEFAULT_REGION"] = os.environ.get("AWS_REGION") or saved or region
     try:
         result: dict[str, Any] = transform(doc, {}, _NoManagedPolicies())
+    except InvalidDocumentException as exc:
+        raise TemplateError("; ".join(e.message for e in exc.causes)) from None
     finally:
         if saved is None:
             os.environ.pop("AWS_DEFAULT_REGION", None)
         else:
             os.environ["AWS_DEFAULT_REGION"] = saved
-    return result
+    return json.dumps(result)
 
 
 def references(value: Any) -> Iterator[str]:
@@ -263,18 +275,41 @@ class LocalStackResources:
 
 
 class _Outputs:
-    """Intrinsics collected as stack outputs, for moto's CloudFormation to resolve."""
+    """Intrinsics collected as stack outputs, for moto's CloudFormation to resolve.
 
-    def __init__(self) -> None:
+    A resource the local stack does not create (the HTTP API, a function) resolves to its
+    logical id: `https://${HttpApi}.execute-api...` becomes `https://HttpApi.execute-api...`.
+    """
+
+    def __init__(self, resources: Mapping[str, Any], created: Mapping[str, Any]) -> None:
+        self.absent = set(resources) - set(created)
         self.values: dict[str, Any] = {}
         self.resolved: dict[str, str] = {}
+
+    def _stand_ins(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self._stand_ins(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        target = _target(value)
+        if target in self.absent:
+            return target if "Ref" in value else f"{target}.{value['Fn::GetAtt'][1]}"
+        if "Fn::Sub" in value:
+            sub = value["Fn::Sub"]
+            text, variables = (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
+            text = _SUB_VARIABLE.sub(
+                lambda m: m.group(1) if m.group(1).split(".")[0] in self.absent else m.group(0),
+                text,
+            )
+            return {"Fn::Sub": [text, self._stand_ins(variables)] if variables else text}
+        return {k: self._stand_ins(v) for k, v in value.items()}
 
     def collect(self, value: Any) -> Any:
         """The value with each intrinsic replaced by a placeholder output key."""
         if isinstance(value, dict):
             if len(value) == 1 and next(iter(value)).startswith(("Ref", "Fn::")):
                 key = f"Local{len(self.values)}"
-                self.values[key] = {"Value": value}
+                self.values[key] = {"Value": self._stand_ins(value)}
                 return _Placeholder(key)
             return {k: self.collect(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -282,18 +317,23 @@ class _Outputs:
         return value
 
     def fill(self, value: Any) -> Any:
+        """The value with placeholders resolved; an output moto left out was AWS::NoValue."""
         if isinstance(value, _Placeholder):
-            return self.resolved[value.key]
+            return self.resolved.get(value.key, _NO_VALUE)
         if isinstance(value, dict):
-            return {k: self.fill(v) for k, v in value.items()}
+            filled = {k: self.fill(v) for k, v in value.items()}
+            return {k: v for k, v in filled.items() if v is not _NO_VALUE}
         if isinstance(value, list):
-            return [self.fill(v) for v in value]
+            return [v for v in (self.fill(v) for v in value) if v is not _NO_VALUE]
         return value
 
 
 @dataclass(frozen=True, slots=True)
 class _Placeholder:
     key: str
+
+
+_NO_VALUE = object()
 
 
 def _text(value: Any) -> str:
@@ -304,6 +344,24 @@ def _text(value: Any) -> str:
 
 def _true(value: Any) -> bool:
     return _text(value).lower() not in ("false", "disabled")
+
+
+def _local_urls(value: str, local: LocalStackResources) -> str:
+    """Queue URLs as the endpoint answers them (moto's CloudFormation gives AWS-style ones)."""
+    for queue in local.queues.values():
+        value = value.replace(local.physical_ids[queue.logical_id], queue.url)
+    return value
+
+
+def _by_arn(arn: str, local: LocalStackResources) -> str:
+    """The logical id of the queue or table a literal ARN names (by its local name)."""
+    for queue in local.queues.values():
+        if arn.rsplit(":", 1)[-1] == queue.name:
+            return queue.logical_id
+    for table in local.tables.values():
+        if arn.split(":table/", 1)[-1].split("/", 1)[0] == table.name:
+            return table.logical_id
+    return arn
 
 
 def _filters(criteria: Any) -> tuple[dict[str, Any], ...]:
@@ -360,7 +418,7 @@ def deploy(
                 fifo = _true(props.get("FifoQueue", False)) and "FifoQueue" in props
                 props[name_key] = f"{logical_id}.fifo" if fifo else logical_id
 
-    outputs = _Outputs()
+    outputs = _Outputs(resources, created)
     functions: dict[str, dict[str, Any]] = {}
     for logical_id, resource in resources.items():
         props = resource.get("Properties") or {}
@@ -406,9 +464,11 @@ def deploy(
                 if k in cfn.get("Parameters", {})
             ],
         )
+        # moto resolves outputs when they are read: a value naming a resource it did not create
+        # (say the API, when PublicBaseUrl is empty) fails here.
+        described = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     except Exception as exc:
-        raise TemplateError(f"moto's CloudFormation refused the local stack: {exc}") from exc
-    described = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        raise TemplateError(f"moto's CloudFormation cannot build the local stack: {exc!r}") from exc
     outputs.resolved = {
         o["OutputKey"]: o.get("OutputValue", "") for o in described.get("Outputs", [])
     }
@@ -455,7 +515,8 @@ def deploy(
         resolved = outputs.fill(props)
         if raw["Type"] == "AWS::Lambda::EventSourceMapping":
             function = str(_target(raw["Properties"]["FunctionName"]))
-            source = str(_target(raw["Properties"]["EventSourceArn"]))
+            arn = raw["Properties"]["EventSourceArn"]
+            source = _target(arn) or _by_arn(str(arn), local)
             event = logical_id.removeprefix(function)
             common: dict[str, Any] = {
                 "event": event,
@@ -515,7 +576,9 @@ def deploy(
             logical_id=logical_id,
             code_uri=(root / props["Code"]["S3Key"]).resolve(),
             handler=str(props["Handler"]),
-            environment={k: _text(v) for k, v in outputs.fill(found["env"]).items()},
+            environment={
+                k: _local_urls(_text(v), local) for k, v in outputs.fill(found["env"]).items()
+            },
             timeout=int(settings.get("Timeout") or 3),
             memory_size=int(settings.get("MemorySize") or 128),
             reserved_concurrency=None if reserved is None else int(reserved),

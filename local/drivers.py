@@ -8,19 +8,19 @@ a failing handler costs one log line (the traceback goes to DEBUG) and the drive
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from local.template import (
+from local.cloudformation import (
     ACCOUNT_ID,
+    DEFAULT_REGION,
     QueueInfo,
     ScheduleTrigger,
     SqsTrigger,
@@ -52,142 +52,45 @@ def _one_line(exc: BaseException) -> str:
 
 
 class PatternError(ValueError):
-    """A FilterCriteria pattern uses an operator the local matcher does not implement."""
+    """A FilterCriteria pattern Lambda would refuse, or with an operator the matcher lacks."""
 
 
+#: moto's EventBridge matcher (Lambda filters use EventBridge's pattern syntax) knows these.
 _OPERATORS = frozenset(
     {"prefix", "suffix", "equals-ignore-case", "anything-but", "exists", "numeric", "wildcard"}
+    | {"cidr"}
 )
 
 
+def _matchers(pattern: Any) -> Iterator[Mapping[str, Any]]:
+    if isinstance(pattern, Mapping):
+        for value in pattern.values():
+            yield from _matchers(value)
+    elif isinstance(pattern, list):
+        for item in pattern:
+            if isinstance(item, Mapping) and not any(isinstance(v, list) for v in item.values()):
+                yield item
+            yield from _matchers(item) if isinstance(item, Mapping) else ()
+
+
 def check_pattern(pattern: Mapping[str, Any]) -> None:
-    """Raise PatternError for an operator outside the implemented subset."""
-    for key, rule in pattern.items():
-        if key == "$or":
-            for alternative in rule:
-                check_pattern(alternative)
-        elif isinstance(rule, Mapping):
-            check_pattern(rule)
-        elif isinstance(rule, list):
-            for matcher in rule:
-                if isinstance(matcher, Mapping):
-                    unknown = set(matcher) - _OPERATORS
-                    if unknown or len(matcher) != 1:
-                        raise PatternError(f"filter operator {sorted(matcher)} is not supported")
-        else:
-            raise PatternError(f"filter value for {key!r} must be a list or an object")
+    """Raise PatternError for an invalid pattern or an operator outside the matcher's."""
+    from moto.events.models import EventPattern
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _equals(expected: Any, value: Any) -> bool:
-    if _is_number(expected) and _is_number(value):
-        return float(expected) == float(value)
-    return type(expected) is type(value) and bool(expected == value)
-
-
-def _text_rule(rule: Any, value: Any, test: Callable[[str, str], bool]) -> bool:
-    """prefix/suffix: a string, or {"equals-ignore-case": string}."""
-    if not isinstance(value, str):
-        return False
-    if isinstance(rule, Mapping):
-        wanted = str(rule.get("equals-ignore-case", ""))
-        return test(value.casefold(), wanted.casefold())
-    return test(value, str(rule))
-
-
-def _numeric(rule: list[Any], value: Any) -> bool:
-    if not _is_number(value):
-        return False
-    checks = {
-        "=": lambda a, b: a == b,
-        "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b,
-        ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b,
-    }
-    for op, bound in zip(rule[::2], rule[1::2], strict=True):
-        if not checks[op](float(value), float(bound)):
-            return False
-    return True
-
-
-def _anything_but(rule: Any, value: Any) -> bool:
-    if isinstance(rule, Mapping):
-        ((op, arg),) = rule.items()
-        if op == "prefix":
-            return not _text_rule(arg, value, str.startswith)
-        if op == "suffix":
-            return not _text_rule(arg, value, str.endswith)
-        if op == "equals-ignore-case":
-            options = arg if isinstance(arg, list) else [arg]
-            return not (
-                isinstance(value, str) and value.casefold() in {str(o).casefold() for o in options}
-            )
-        if op == "wildcard":
-            return not (isinstance(value, str) and fnmatch.fnmatchcase(value, str(arg)))
-        raise PatternError(f"anything-but {op} is not supported")
-    options = rule if isinstance(rule, list) else [rule]
-    return not any(_equals(option, value) for option in options)
-
-
-def _leaf(matcher: Any, value: Any) -> bool:
-    """One matcher of a leaf list against one present (scalar) value."""
-    if not isinstance(matcher, Mapping):
-        return _equals(matcher, value)
-    ((op, arg),) = matcher.items()
-    if op == "exists":
-        return bool(arg)
-    if op == "prefix":
-        return _text_rule(arg, value, str.startswith)
-    if op == "suffix":
-        return _text_rule(arg, value, str.endswith)
-    if op == "equals-ignore-case":
-        return isinstance(value, str) and value.casefold() == str(arg).casefold()
-    if op == "anything-but":
-        return _anything_but(arg, value)
-    if op == "numeric":
-        return _numeric(list(arg), value)
-    if op == "wildcard":
-        return isinstance(value, str) and fnmatch.fnmatchcase(value, str(arg))
-    raise PatternError(f"filter operator {op!r} is not supported")
+    try:
+        EventPattern.load(json.dumps(pattern))
+    except Exception as exc:
+        raise PatternError(f"invalid filter pattern {pattern}: {exc}") from None
+    for matcher in _matchers(pattern):
+        if set(matcher) - _OPERATORS or len(matcher) != 1:
+            raise PatternError(f"filter operator {sorted(matcher)} is not supported")
 
 
 def matches(pattern: Mapping[str, Any], event: Any) -> bool:
-    """Whether `event` matches an EventBridge-style pattern (the subset Lambda filters use).
+    """Whether `event` matches an EventBridge-style pattern (moto's EventBridge matcher)."""
+    from moto.events.models import EventPattern
 
-    Supported: exact values (strings, numbers, booleans, null), prefix, suffix,
-    equals-ignore-case, anything-but (values, prefix, suffix, equals-ignore-case), exists,
-    numeric, wildcard, `$or`, nested keys. A list in the event matches when any item does.
-    """
-    data = event if isinstance(event, Mapping) else {}
-    for key, rule in pattern.items():
-        if key == "$or":
-            if not any(matches(alternative, event) for alternative in rule):
-                return False
-            continue
-        present = key in data
-        value = data.get(key)
-        if isinstance(rule, Mapping):
-            candidates = value if isinstance(value, list) else [value]
-            if not any(matches(rule, c if isinstance(c, Mapping) else {}) for c in candidates):
-                return False
-            continue
-        if not present or isinstance(value, Mapping):
-            # Leaf matchers see no leaf here (exists works on leaf nodes only).
-            if not any(isinstance(m, Mapping) and m.get("exists") is False for m in rule):
-                return False
-            continue
-        values = value if isinstance(value, list) else [value]
-        if not any(
-            not (isinstance(m, Mapping) and m.get("exists") is False) and _leaf(m, v)
-            for m in rule
-            for v in values
-        ):
-            return False
-    return True
+    return bool(EventPattern.load(json.dumps(pattern)).matches_event(event))
 
 
 def passes(filters: Iterable[Mapping[str, Any]], record: Mapping[str, Any]) -> bool:
@@ -274,6 +177,15 @@ def sqs_record(
         record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
     record.update({"eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": region})
     return record
+
+
+def sqs_event(
+    messages: Iterable[MessageTypeDef | Mapping[str, Any]],
+    queue_arn: str,
+    region: str = DEFAULT_REGION,
+) -> dict[str, Any]:
+    """The event Lambda's SQS event source builds from received messages."""
+    return {"Records": [sqs_record(m, queue_arn, region) for m in messages]}
 
 
 def _filter_view(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from local.template import ACCOUNT_ID, DEFAULT_REGION, FunctionSpec
+from local.cloudformation import ACCOUNT_ID, DEFAULT_REGION, REPO_ROOT, FunctionSpec
 
 log = logging.getLogger("local.runtime")
 
@@ -32,14 +32,14 @@ DEFAULT_MAX_ENVIRONMENTS = 4
 
 
 class LambdaContext:
-    """The context object the Python runtime passes to a handler."""
+    """The context object the Python runtime passes to a handler (local, tests and bench)."""
 
     def __init__(
         self,
         *,
-        function_name: str,
-        memory_limit_in_mb: int,
-        timeout_seconds: float,
+        function_name: str = "local",
+        memory_limit_in_mb: int = 512,
+        timeout_seconds: float = 60,
         region: str = DEFAULT_REGION,
         account_id: str = ACCOUNT_ID,
         log_stream_name: str = "local",
@@ -62,12 +62,14 @@ class LambdaContext:
 _loader_lock = threading.Lock()
 
 
-def load_module(path: Path, module_name: str) -> ModuleType:
+def load_module(path: Path, module_name: str | None = None) -> ModuleType:
     """Execute a handler file as module `module_name`, its folder first on sys.path meanwhile.
 
     Lambda puts the function's folder at the root of the import path, so a handler may import a
-    sibling module; the folder stays on the path only while the file runs.
+    sibling module; the folder stays on the path only while the file runs. Each call runs the
+    file afresh (a new execution environment), under a unique name unless one is given.
     """
+    module_name = module_name or f"_handler_{path.parent.name}_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
@@ -84,6 +86,14 @@ def load_module(path: Path, module_name: str) -> ModuleType:
         finally:
             sys.path.remove(folder)
     return module
+
+
+def load_handler(function: str, module_name: str | None = None) -> ModuleType:
+    """functions/<function>/app.py, imported afresh with the layer (shared/) on sys.path."""
+    shared = str(REPO_ROOT / "shared")
+    if shared not in sys.path:
+        sys.path.insert(0, shared)
+    return load_module(REPO_ROOT / "functions" / function / "app.py", module_name)
 
 
 class LocalFunction:

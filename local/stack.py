@@ -1,10 +1,11 @@
 """The whole system on loopback: moto, the template's tables and queues, the HTTP API, the drivers
 and the carrier simulator, all in this process.
 
-Start order: moto server → tables and queues from template.yaml → configuration (SSM) and secrets
-(Secrets Manager) → the handlers' environment → the handler modules → HTTP API, simulator,
-drivers. `stop()` undoes it in reverse order and restores the process environment, so tests can
-run one stack after another in one process.
+Start order: moto server → template.yaml through the SAM translator, its tables and queues
+created by moto's CloudFormation → configuration (SSM) and secrets (Secrets Manager) → the
+handlers' environment (the translated functions' own) → the handler modules → HTTP API,
+simulator, drivers. `stop()` undoes it in reverse order and restores the process environment,
+so tests can run one stack after another in one process.
 """
 
 from __future__ import annotations
@@ -21,19 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from local import aws
 from local.api import ApiServer, Route
-from local.drivers import Driver, ScheduleDriver, SqsDriver, StreamDriver, schedule_period
-from local.runtime import DEFAULT_MAX_ENVIRONMENTS, LocalFunction
-from local.template import (
+from local.cloudformation import (
     DEFAULT_REGION,
     DEFAULT_TEMPLATE,
     REPO_ROOT,
     STACK_NAME,
-    Resolver,
-    Resources,
-    Template,
-    create_resources,
-    load_template,
+    LocalStackResources,
+    deploy,
 )
+from local.drivers import Driver, ScheduleDriver, SqsDriver, StreamDriver, schedule_period
+from local.runtime import DEFAULT_MAX_ENVIRONMENTS, LocalFunction
 
 if TYPE_CHECKING:
     from local.simulator import Simulator
@@ -69,16 +67,6 @@ _MASKED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECUR
 
 def is_tunable(name: str) -> bool:
     return name in TUNABLES or name.startswith("POWERTOOLS_") or name.endswith(_TUNABLE_SUFFIXES)
-
-
-def _env_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
 
 
 def _clear_parameter_caches() -> None:
@@ -119,8 +107,7 @@ class LocalStack:
         self._secrets_path = Path(secrets_path)
         self._lock = threading.Lock()
         self._running = False
-        self._template: Template | None = None
-        self._resources: Resources | None = None
+        self._resources: LocalStackResources | None = None
         self._moto: aws.MotoServer | None = None
         self._clients: aws.AwsClients | None = None
         self._api: ApiServer | None = None
@@ -165,13 +152,9 @@ class LocalStack:
         return simulator
 
     @property
-    def template(self) -> Template:
-        template: Template = self._need(self._template, "template")
-        return template
-
-    @property
-    def resources(self) -> Resources:
-        resources: Resources = self._need(self._resources, "resources")
+    def resources(self) -> LocalStackResources:
+        """What the template made locally: tables, queues, functions and their triggers."""
+        resources: LocalStackResources = self._need(self._resources, "resources")
         return resources
 
     @property
@@ -238,35 +221,36 @@ class LocalStack:
         self._region = (
             self.setting("AWS_DEFAULT_REGION") or self.setting("AWS_REGION") or (DEFAULT_REGION)
         )
-        template = self._template = load_template(self._template_path)
         # A profile or session token from the shell would reach our own clients and the handlers'.
         self._apply_environment({})
 
         self._moto = aws.MotoServer(self._host)
         endpoint = self._moto.start()
         self._clients = aws.clients(endpoint, self._region)
-        resources = self._resources = create_resources(self._clients, template)
+        # The HTTP front binds now: its URL is the stack's public base URL (template parameters),
+        # and goes into the configuration and the environment.
+        self._api = ApiServer([], self._host, self._port)
+        api_url = self._api.url
+        parameters = {"PublicBaseUrl": api_url, "LocalEndpointUrl": endpoint}
+        resources = self._resources = deploy(
+            self._clients, self._template_path, parameters=parameters, stack_name=STACK_NAME
+        )
         log.info(
             "moto %s: tables %s, queues %s",
             endpoint,
             ", ".join(t.name for t in resources.tables.values()) or "none",
             ", ".join(q.name for q in resources.queues.values()) or "none",
         )
-
-        # The HTTP front binds now: its URL goes into the configuration and the environment.
-        self._api = ApiServer([], self._host, self._port)
-        api_url = self._api.url
         sim_port = self._sim_port or aws.free_port(self._host)
         self._sim_url = f"http://{self._host}:{sim_port}"
-        resolver = Resolver(template, resources=resources, region=self._region, api_url=api_url)
-        self._store_documents(resolver, api_url)
+        self._store_documents(resources, api_url)
 
-        self._apply_environment(self._environment(template, resolver, endpoint, api_url))
-        self._load_functions(template, resources)
+        self._apply_environment(self._environment(resources, endpoint, api_url))
+        self._load_functions(resources)
 
         routes = [
             Route(route=route, invoke=self._functions[fn.logical_id].invoke, function=fn.logical_id)
-            for fn, route in template.routes()
+            for fn, route in resources.routes()
         ]
         self._api.set_routes(routes)
         self._api.start()
@@ -282,10 +266,10 @@ class LocalStack:
         )
         self._sim_url = self._simulator.start(self._host, sim_port).rstrip("/")
 
-        self._start_drivers(template, resources)
+        self._start_drivers(resources)
         log.info("API %s, simulator %s, %d drivers", api_url, self._sim_url, len(self._drivers))
 
-    def _store_documents(self, resolver: Resolver, api_url: str) -> None:
+    def _store_documents(self, resources: LocalStackResources, api_url: str) -> None:
         """The configuration into SSM, the secrets into Secrets Manager (the handlers read both)."""
         clients = self.clients
         text = self._config_path.read_text(encoding="utf-8")
@@ -297,10 +281,10 @@ class LocalStack:
         secrets_text = self._secrets_path.read_text(encoding="utf-8")
         self._secrets = json.loads(secrets_text)
 
-        parameters = self.template.parameters
+        parameters = resources.parameters
         if "ConfigParameterName" in parameters:
             clients.ssm.put_parameter(
-                Name=str(resolver.parameter("ConfigParameterName")),
+                Name=parameters["ConfigParameterName"],
                 Value=text,
                 Type="String",
                 Overwrite=True,
@@ -308,17 +292,16 @@ class LocalStack:
             )
         if "SecretsId" in parameters:
             clients.secretsmanager.create_secret(
-                Name=str(resolver.parameter("SecretsId")), SecretString=secrets_text
+                Name=parameters["SecretsId"], SecretString=secrets_text
             )
 
     def _environment(
-        self, template: Template, resolver: Resolver, endpoint: str, api_url: str
+        self, resources: LocalStackResources, endpoint: str, api_url: str
     ) -> dict[str, str]:
         """Every function's environment (they share this process), then the stack's own."""
         env: dict[str, str] = {}
-        for fn in template.functions.values():
-            for name, raw in fn.environment.items():
-                value = _env_text(resolver.resolve(raw))
+        for fn in resources.functions.values():
+            for name, value in fn.environment.items():
                 if name in env and env[name] != value:
                     log.warning(
                         "%s: %s differs between functions; using %r", fn.logical_id, name, value
@@ -348,7 +331,7 @@ class LocalStack:
             os.environ.pop(name, None)
         os.environ.update(env)
 
-    def _load_functions(self, template: Template, resources: Resources) -> None:
+    def _load_functions(self, resources: LocalStackResources) -> None:
         """The layer first on sys.path, then each handler module under its own name.
 
         Layer and handler modules imported before the stack (by tests) are set aside while it
@@ -356,7 +339,7 @@ class LocalStack:
         environment would; they are put back on stop.
         """
         layers: list[Path] = [SHARED_DIR]
-        for fn in template.functions.values():
+        for fn in resources.functions.values():
             layers.extend(p for p in fn.layers if p not in layers)
         for folder in reversed(layers):
             entry = str(folder)
@@ -365,14 +348,14 @@ class LocalStack:
             else:
                 self._added_paths.append(entry)
             sys.path.insert(0, entry)
-        self._code_dirs = (*layers, *(fn.code_uri for fn in template.functions.values()))
+        self._code_dirs = (*layers, *(fn.code_uri for fn in resources.functions.values()))
         for name, module in list(sys.modules.items()):
             if _under(module, self._code_dirs):
                 self._stashed_modules[name] = sys.modules.pop(name)
         _clear_parameter_caches()
 
         limit = int(self.setting("LOCAL_CONCURRENCY") or DEFAULT_MAX_ENVIRONMENTS)
-        for fn in template.functions.values():
+        for fn in resources.functions.values():
             function = LocalFunction(
                 fn,
                 region=self._region,
@@ -382,12 +365,10 @@ class LocalStack:
             )
             self._functions[fn.logical_id] = function
             function.warm()
-            for ignored in fn.ignored_events:
-                log.warning("%s: event %s is not driven locally", fn.logical_id, ignored)
 
-    def _start_drivers(self, template: Template, resources: Resources) -> None:
+    def _start_drivers(self, resources: LocalStackResources) -> None:
         clients = self.clients
-        for fn in template.functions.values():
+        for fn in resources.functions.values():
             function = self._functions[fn.logical_id]
             for sqs in fn.sqs:
                 if sqs.enabled:

@@ -13,16 +13,21 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local.aws import free_port
+from local.cloudformation import LocalStackResources, deploy
+from local.drivers import sqs_event
+from local.runtime import LambdaContext, load_handler
 from local.simulator import Simulator
-from local.template import Resources, create_resources, load_template
-from tests.support import FakeContext, free_port, load_handler, local_documents, sqs_event
+from tests.support import local_documents
 
 REGION = "eu-west-1"
+#: Settings the handler tests shorten (the template's values are production ones).
+FAST = {"SUBMIT_BACKOFF_SECONDS": "0", "STATUS_TIMEOUT_SECONDS": "3600"}
 
 
 @dataclass
 class Stack:
-    resources: Resources
+    resources: LocalStackResources
     simulator: Simulator
     dynamodb: Any
     sqs: Any
@@ -39,7 +44,7 @@ class Stack:
         return load_handler(name)
 
     def invoke(self, module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = module.lambda_handler(event, FakeContext())
+        result: dict[str, Any] = module.lambda_handler(event, LambdaContext(function_name="test"))
         return result
 
     def receive(self, max_messages: int = 10) -> list[dict[str, Any]]:
@@ -54,10 +59,7 @@ class Stack:
         records = self.receive()
         if not records:
             return {"batchItemFailures": []}
-        event = sqs_event(
-            [(m["ReceiptHandle"], m["Body"]) for m in records],
-            self.resources.queue_arn("DispatchQueue"),
-        )
+        event = sqs_event(records, self.resources.queue_arn("DispatchQueue"))
         result = self.invoke(dispatch, event)
         failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
         for record, message in zip(event["Records"], records, strict=True):
@@ -81,10 +83,7 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": REGION,
-        "POWERTOOLS_METRICS_NAMESPACE": "smsbridge",
-        "POWERTOOLS_SERVICE_NAME": "smsbridge",
-        "SUBMIT_BACKOFF_SECONDS": "0",
-        "STATUS_TIMEOUT_SECONDS": "3600",
+        **FAST,
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -93,8 +92,7 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
 
         parameters.clear_caches()  # type: ignore[no-untyped-call]
         session = boto3.Session(region_name=REGION)
-        template = load_template()
-        resources = create_resources(session, template)
+        resources = deploy(session, parameters={"PublicBaseUrl": "http://127.0.0.1:9"})
         port = free_port()
         config, secrets = local_documents(f"http://127.0.0.1:{port}")
         # Receipts go nowhere here (port 9 refuses): handler tests post their own.
@@ -106,18 +104,18 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         simulator.start(port=port)
         ssm = session.client("ssm")
         ssm.put_parameter(
-            Name=template.parameter_default("ConfigParameterName"),
+            Name=resources.parameters["ConfigParameterName"],
             Value=json.dumps(config),
             Type="String",
         )
         session.client("secretsmanager").create_secret(
-            Name=template.parameter_default("SecretsId"), SecretString=json.dumps(secrets)
+            Name=resources.parameters["SecretsId"], SecretString=json.dumps(secrets)
         )
-        monkeypatch.setenv("MESSAGES_TABLE", resources.table_name("MessagesTable"))
-        monkeypatch.setenv("DISPATCH_QUEUE_URL", resources.queue_url("DispatchQueue"))
-        monkeypatch.setenv("CONFIG_PARAMETER", template.parameter_default("ConfigParameterName"))
-        monkeypatch.setenv("SECRETS_ID", template.parameter_default("SecretsId"))
-        monkeypatch.setenv("PUBLIC_BASE_URL", "http://127.0.0.1:9")
+        # Each function's environment as the translated template sets it (tests override some).
+        for function in resources.functions.values():
+            for name, value in function.environment.items():
+                if name not in FAST:
+                    monkeypatch.setenv(name, value)
         try:
             yield Stack(resources, simulator, session.client("dynamodb"), session.client("sqs"))
         finally:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from local.api import http_event
+from local.drivers import sqs_event
 from tests.handlers.conftest import Stack
-from tests.support import bearer, http_event, sqs_event
+from tests.support import bearer
 
 
 def accept(stack: Stack, to: str, message_id: str) -> str:
@@ -45,10 +47,7 @@ def test_the_same_record_delivered_twice_submits_once(stack: Stack) -> None:
     message_id = accept(stack, "+4915112345601", "d-2")
     (message,) = stack.receive()
     dispatch = stack.handler("dispatch")
-    event = sqs_event(
-        [(message["ReceiptHandle"], message["Body"])] * 2,
-        stack.resources.queue_arn("DispatchQueue"),
-    )
+    event = sqs_event([message] * 2, stack.resources.queue_arn("DispatchQueue"))
     stack.invoke(dispatch, event)
     stack.invoke(dispatch, event)
     assert len(submissions(stack, message_id)) == 1
@@ -109,5 +108,6 @@ def test_transient_failures_end_failed_after_the_attempt_limit(
 
 
 def test_a_record_that_is_not_a_dispatch_record_is_dropped(stack: Stack) -> None:
-    event = sqs_event([("h", "not json")], stack.resources.queue_arn("DispatchQueue"))
+    record = {"MessageId": "m-1", "ReceiptHandle": "h", "Body": "not json"}
+    event = sqs_event([record], stack.resources.queue_arn("DispatchQueue"))
     assert stack.invoke(stack.handler("dispatch"), event) == {"batchItemFailures": []}

@@ -7,11 +7,12 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+from local.api import http_event
 from smsbridge.models import StatusReport
 from smsbridge.repository import MessageRepository
 from smsbridge.statuses import Status
 from tests.handlers.conftest import Stack
-from tests.support import basic, bearer, http_event
+from tests.support import basic, bearer
 
 SMARTSWITCH_AUTH = {"_login": "smartswitch", "_password": "smartswitch-secret"}
 

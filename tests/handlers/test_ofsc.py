@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from xml.etree import ElementTree as ET
 
+from local.api import http_event
 from smsbridge import ofsc
 from tests.handlers.conftest import Stack
-from tests.support import basic, http_event
+from tests.support import basic
 
 ENVELOPE = """<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"

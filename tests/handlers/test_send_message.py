@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from local.api import http_event
 from tests.handlers.conftest import Stack
-from tests.support import bearer, http_event
+from tests.support import bearer
 
 
 def post(stack: Stack, body: object, headers: dict[str, str] | None = None) -> dict[str, object]:

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from local.api import http_event
 from smsbridge.models import iso
 from smsbridge.repository import MessageRepository, message_to_item, open_shard_of
 from tests.handlers.conftest import Stack
-from tests.support import basic, bearer, http_event
+from tests.support import basic, bearer
 
 
 def accept(stack: Stack, to: str, message_id: str, **extra: Any) -> str:

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
+from moto import mock_aws
 
-from local.api import ApiServer, Route, Router, answer_from_result, build_event
+from local.api import ApiServer, Route, Router, answer_from_result, http_event
+from local.cloudformation import HttpRoute, deploy
 from local.runtime import LocalFunction
-from local.template import HttpRoute, load_template
 
 TEMPLATE = """
     Transform: AWS::Serverless-2016-10-31
@@ -26,6 +28,7 @@ TEMPLATE = """
         Properties:
           CodeUri: functions/echo/
           Handler: app.handle
+          Runtime: python3.12
           MemorySize: 256
           Timeout: 7
           Events:
@@ -86,9 +89,10 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     (root / "template.yaml").write_text(textwrap.dedent(TEMPLATE))
     (root / "functions" / "echo").mkdir(parents=True)
     (root / "functions" / "echo" / "app.py").write_text(HANDLER)
-    template = load_template(root / "template.yaml")
-    function = LocalFunction(template.functions["Echo"], function_name="stack-Echo")
-    routes = [Route(route, function.invoke, fn.logical_id) for fn, route in template.routes()]
+    with mock_aws():
+        resources = deploy(boto3.Session(region_name="eu-west-1"), root / "template.yaml")
+    function = LocalFunction(resources.functions["Echo"], function_name="stack-Echo")
+    routes = [Route(route, function.invoke, fn.logical_id) for fn, route in resources.routes()]
     server = ApiServer(routes, port=0)
     server.start()
     try:
@@ -294,34 +298,50 @@ def test_router_any_and_default() -> None:
 
     router = Router(
         [
-            Route(HttpRoute("a", "ANY", "/x"), noop),
-            Route(HttpRoute("b", "GET", "/x"), noop),
-            Route(HttpRoute("c", "ANY", "$default"), noop),
+            Route(HttpRoute("ANY", "/x"), noop, "a"),
+            Route(HttpRoute("GET", "/x"), noop, "b"),
+            Route(HttpRoute("ANY", "$default"), noop, "c"),
         ]
     )
     found = router.match("GET", "/x")
-    assert found is not None and found[0].route.event == "b"
+    assert found is not None and found[0].function == "b"
     found = router.match("PUT", "/x")
-    assert found is not None and found[0].route.event == "a"
+    assert found is not None and found[0].function == "a"
     found = router.match("GET", "/elsewhere")
-    assert found is not None and found[0].route.event == "c"
+    assert found is not None and found[0].function == "c"
 
 
-def test_build_event_repeated_query_and_cookies() -> None:
-    event = build_event(
-        method="GET",
-        target="/p?a=1&a=2&b",
+def test_http_event_repeated_query_and_cookies() -> None:
+    event = http_event(
+        "GET",
+        "/p?a=1&a=2&b",
         headers=[("Host", "example.test:3000"), ("Cookie", "x=1"), ("cookie", "y=2")],
-        body=b"",
-        route_key="GET /p",
-        path_parameters={},
         source_ip="10.0.0.1",
     )
+    assert event["routeKey"] == "GET /p"
     assert event["queryStringParameters"] == {"a": "1,2", "b": ""}
     assert event["cookies"] == ["x=1", "y=2"]
     assert event["requestContext"]["domainName"] == "example.test"
     assert event["headers"]["x-forwarded-for"] == "10.0.0.1"
     assert "pathParameters" not in event
+
+
+def test_http_event_for_tests_and_the_catch_all_route() -> None:
+    event = http_event(
+        "POST",
+        "/dlr/vibes",
+        route="/dlr/{carrier}",
+        query="token=t",
+        body="<x/>",
+        headers={"Content-Type": "application/xml"},
+        path_parameters={"carrier": "vibes"},
+    )
+    assert event["routeKey"] == event["requestContext"]["routeKey"] == "POST /dlr/{carrier}"
+    assert (event["rawQueryString"], event["queryStringParameters"]) == ("token=t", {"token": "t"})
+    assert (event["body"], event["isBase64Encoded"]) == ("<x/>", False)
+    assert event["headers"]["content-type"] == "application/xml"
+    assert event["pathParameters"] == {"carrier": "vibes"}
+    assert http_event("GET", "/any", route="$default")["routeKey"] == "$default"
 
 
 def test_answer_from_plain_values() -> None:

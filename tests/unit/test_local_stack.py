@@ -23,6 +23,7 @@ TEMPLATE = """
       SecretsId: {Type: String, Default: tiny/secrets}
     Globals:
       Function:
+        Runtime: python3.12
         Timeout: 5
         Environment:
           Variables:

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.template import create_resources, load_template
+from local.cloudformation import deploy
 from smsbridge.ratelimit import RateLimiter
 from smsbridge.repository import MessageRepository
 
@@ -20,7 +20,7 @@ def repository(monkeypatch: pytest.MonkeyPatch) -> Iterator[MessageRepository]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         session = boto3.Session(region_name="eu-west-1")
-        resources = create_resources(session, load_template())
+        resources = deploy(session)
         yield MessageRepository(session.client("dynamodb"), resources.table_name("MessagesTable"))
 
 

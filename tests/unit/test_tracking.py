@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.template import create_resources, load_template
+from local.cloudformation import deploy
 from smsbridge.config import Settings, parse_config
 from smsbridge.intake import Intake, MessageRequest
 from smsbridge.models import Message, StatusReport
@@ -32,7 +32,7 @@ def tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusTracker]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         session = boto3.Session(region_name="eu-west-1")
-        resources = create_resources(session, load_template())
+        resources = deploy(session)
         config, secrets = local_documents("http://127.0.0.1:9")
         yield StatusTracker(
             MessageRepository(session.client("dynamodb"), resources.table_name("MessagesTable")),

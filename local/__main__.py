@@ -14,7 +14,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from local.stack import LocalStack
+from local.stack import SAM_ENV_FILE, LocalStack
 
 MAGIC_NUMBERS = """\
 The simulated carrier's outcome follows the last two digits of the number:
@@ -94,7 +94,9 @@ def main() -> int:
     )
     # botocore announces every client's endpoint and credentials source at INFO.
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    stack = LocalStack(port=_port("PORT", 3000), sim_port=_port("SIM_PORT", 3001))
+    stack = LocalStack(
+        port=_port("PORT", 3000), sim_port=_port("SIM_PORT", 3001), sam_env_path=SAM_ENV_FILE
+    )
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -43,6 +43,11 @@ CONFIG_FILE = LOCAL_DIR / "config.json"
 SECRETS_FILE = LOCAL_DIR / "secrets.json"
 SECRETS_EXAMPLE_FILE = LOCAL_DIR / "secrets.example.json"
 SHARED_DIR = REPO_ROOT / "shared"
+#: `make run` writes it for `sam local ... --env-vars` (git-ignored).
+SAM_ENV_FILE = LOCAL_DIR / "sam-env.json"
+#: How a Lambda container started by `sam local` reaches this machine (Docker Desktop's name;
+#: on Linux pass `--add-host host.docker.internal:host-gateway` to sam local).
+CONTAINER_HOST = "host.docker.internal"
 
 #: Settings where a value already in the process environment beats the template's.
 TUNABLES = frozenset(
@@ -97,6 +102,7 @@ class LocalStack:
         host: str = aws.LOOPBACK,
         config_path: Path = CONFIG_FILE,
         secrets_path: Path = SECRETS_FILE,
+        sam_env_path: Path | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -105,6 +111,7 @@ class LocalStack:
         self._template_path = Path(template_path)
         self._config_path = Path(config_path)
         self._secrets_path = Path(secrets_path)
+        self._sam_env_path = sam_env_path
         self._lock = threading.Lock()
         self._running = False
         self._resources: LocalStackResources | None = None
@@ -268,6 +275,21 @@ class LocalStack:
 
         self._start_drivers(resources)
         log.info("API %s, simulator %s, %d drivers", api_url, self._sim_url, len(self._drivers))
+        if self._sam_env_path is not None:
+            text = json.dumps(self.sam_env_vars(), indent=2, sort_keys=True)
+            self._sam_env_path.write_text(text + "\n", encoding="utf-8")
+            log.info("sam local env vars for this stack: %s", self._sam_env_path)
+
+    def sam_env_vars(self) -> dict[str, dict[str, str]]:
+        """`sam local invoke/start-api --env-vars`: each function's environment as this stack
+        runs it, with its loopback URLs as a container reaches them (CONTAINER_HOST)."""
+        here, there = f"://{self._host}:", f"://{CONTAINER_HOST}:"
+        found: dict[str, dict[str, str]] = {}
+        for fn in self.resources.functions.values():
+            env = {name: os.environ.get(name, value) for name, value in fn.environment.items()}
+            env["AWS_ENDPOINT_URL"] = self.aws_endpoint
+            found[fn.logical_id] = {k: v.replace(here, there) for k, v in env.items()}
+        return found
 
     def _store_documents(self, resources: LocalStackResources, api_url: str) -> None:
         """The configuration into SSM, the secrets into Secrets Manager (the handlers read both)."""

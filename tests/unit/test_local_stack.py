@@ -189,6 +189,7 @@ def test_stack_runs_a_tiny_template(tiny: Path, monkeypatch: pytest.MonkeyPatch)
         template_path=tiny / "template.yaml",
         config_path=tiny / "config.json",
         secrets_path=secrets_path,
+        sam_env_path=tiny / "sam-env.json",
     )
     with pytest.raises(RuntimeError, match="not running"):
         _ = stack.api_url
@@ -213,6 +214,14 @@ def test_stack_runs_a_tiny_template(tiny: Path, monkeypatch: pytest.MonkeyPatch)
         assert env["AWS_PROFILE"] is None
         assert env["config"]["sim"] == f"{stack.sim_url}/x"
         assert env["config"]["api"] == f"{stack.api_url}/y"
+        # The env-vars file for `sam local`: every function, pointed at this stack from Docker.
+        sam_env = json.loads((tiny / "sam-env.json").read_text())
+        assert set(sam_env) == {"Api", "Worker", "Watcher"}
+        port = stack.aws_endpoint.rsplit(":", 1)[1]
+        assert sam_env["Api"]["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{port}"
+        assert sam_env["Worker"]["TABLE"] == "Table"
+        assert sam_env["Api"]["QUEUE_URL"].startswith("http://host.docker.internal:")
+        assert sam_env["Api"]["STATUS_TIMEOUT_SECONDS"] == "99"
         secret = stack.clients.secretsmanager.get_secret_value(SecretId="tiny/secrets")
         assert json.loads(secret["SecretString"]) == stack.secrets
 

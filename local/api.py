@@ -4,7 +4,7 @@ Requests become payload-format-2.0 events, as API Gateway builds them, and the h
 responses become HTTP answers with API Gateway's own rules (a result without `statusCode` is JSON
 200; a handler error is 500 `{"message":"Internal Server Error"}`; no route is 404
 `{"message":"Not Found"}`; over 10 MB is 413). The log shows method, path and status only: query
-strings may carry DLR passwords.
+strings may carry DLR passwords. werkzeug serves the requests and matches the routes.
 """
 
 from __future__ import annotations
@@ -20,9 +20,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
+
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from local.cloudformation import ACCOUNT_ID, API_ID, HttpRoute
 
@@ -30,7 +35,6 @@ log = logging.getLogger("local.api")
 
 #: API Gateway's payload limit for HTTP APIs.
 MAX_BODY_BYTES = 10 * 1024 * 1024
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 Invoke = Callable[[dict[str, Any]], Any]
 
@@ -44,64 +48,33 @@ class Route:
     function: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    route: Route
-    pattern: re.Pattern[str] | None
-    names: tuple[str, ...]
-    #: Sort key: exact paths, then more literal segments, then greedy; methods before ANY.
-    rank: tuple[int, int, int, int]
-
-
-def _compile(route: Route) -> _Compiled:
-    path = route.route.path
-    if path == "$default":
-        return _Compiled(route, None, (), (3, 0, 0, 1))
-    names: list[str] = []
-    parts: list[str] = []
-    literal = 0
-    greedy = 0
-    for segment in path.strip("/").split("/") if path != "/" else []:
-        match = re.fullmatch(r"\{([^}+]+)(\+?)\}", segment)
-        if match is None:
-            parts.append(re.escape(segment))
-            literal += 1
-        elif match.group(2):
-            names.append(match.group(1))
-            parts.append(r"(.+)")
-            greedy = 1
-        else:
-            names.append(match.group(1))
-            parts.append(r"([^/]+)")
-    regex = "/" + "/".join(parts)
-    exact = 0 if not names else 1
-    any_method = 1 if route.route.method == "ANY" else 0
-    return _Compiled(
-        route, re.compile(regex), tuple(names), (exact + greedy, -literal, greedy, any_method)
-    )
-
-
 class Router:
-    """Picks the route for a method and path as API Gateway does (most specific wins)."""
+    """Picks the route for a method and path as API Gateway does: literal segments before
+    parameters before greedy `{x+}`, a method before ANY, `$default` last (werkzeug's routing)."""
 
     def __init__(self, routes: Iterable[Route]) -> None:
-        self._routes = sorted((_compile(r) for r in routes), key=lambda c: c.rank)
+        ordered = sorted(routes, key=lambda r: r.route.method == "ANY")
+        self._default = next((r for r in ordered if r.route.path == "$default"), None)
+        rules = [
+            Rule(
+                re.sub(r"\{(\w+)\+\}", r"<path:\1>", re.sub(r"\{(\w+)\}", r"<\1>", r.route.path)),
+                endpoint=r,
+                methods=None if r.route.method == "ANY" else [r.route.method],
+            )
+            for r in ordered
+            if r.route.path != "$default"
+        ]
+        self._map = Map(rules, strict_slashes=False, merge_slashes=False).bind("local")
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-        for compiled in self._routes:
-            route = compiled.route.route
-            if route.method not in ("ANY", method):
-                continue
-            if compiled.pattern is None:
-                return compiled.route, {}
-            found = compiled.pattern.fullmatch(path)
-            if found is not None:
-                params = {
-                    name: unquote(value)
-                    for name, value in zip(compiled.names, found.groups(), strict=True)
-                }
-                return compiled.route, params
-        return None
+        """`path` as sent (percent-encoded): `%2F` stays inside one path parameter."""
+        try:
+            route, params = self._map.match(path, method=method)
+        except HTTPException:
+            route, params = None, {}
+        if route is None or route.route.method not in ("ANY", method):  # werkzeug adds HEAD
+            return None if self._default is None else (self._default, {})
+        return route, {name: unquote(value) for name, value in params.items()}
 
 
 def _request_id() -> str:
@@ -253,108 +226,15 @@ def _header_value(value: Any) -> str:
     return str(value)
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    server: ApiServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: the base class logs request lines with their query strings."""
-
-    def _read_body(self) -> bytes | None:
-        """The request body; None when it is over the limit (answered 413, connection closed)."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                line = self.rfile.readline(65537)
-                length = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if length == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                size += length
-                if size > MAX_BODY_BYTES:
-                    return None
-                chunks.append(self.rfile.read(length))
-                self.rfile.readline(65537)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            return None
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _handle(self) -> None:
-        started = time.monotonic()
-        method = self.command.upper()
-        target = self.path
-        if target.startswith(("http://", "https://")):
-            target = "/" + target.split("://", 1)[1].partition("/")[2]
-        raw_path = target.partition("?")[0]
-        try:
-            body = self._read_body()
-        except ValueError:
-            self.close_connection = True
-            self._send(_json_answer(400, "Bad Request"), method, raw_path, started)
-            return
-        if body is None:
-            self.close_connection = True
-            self._send(_json_answer(413, "Request Entity Too Large"), method, raw_path, started)
-            return
-        matched = self.server.router.match(method, raw_path)
-        if matched is None:
-            self._send(_json_answer(404, "Not Found"), method, raw_path, started)
-            return
-        route, params = matched
-        event = http_event(
-            method,
-            target,
-            headers=list(self.headers.items()),
-            body=body,
-            route=route.route.path,
-            path_parameters=params,
-            source_ip=self.client_address[0],
-            protocol=self.request_version,
-        )
-        try:
-            answer = answer_from_result(route.invoke(event))
-        except Exception:
-            log.exception("%s %s: %s failed", method, raw_path, route.function or "handler")
-            answer = _json_answer(500, "Internal Server Error")
-        extra = [("apigw-requestid", event["requestContext"]["requestId"])]
-        self._send(
-            Answer(answer.status, answer.headers + extra, answer.body), method, raw_path, started
-        )
-
-    def _send(self, answer: Answer, method: str, raw_path: str, started: float) -> None:
-        self.send_response(answer.status)
-        names = {name.lower() for name, _ in answer.headers}
-        for name, value in answer.headers:
-            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
-        if "content-type" not in names and answer.body:
-            # API Gateway's default when a v2 response names no type.
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(answer.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if method != "HEAD":
-            self.wfile.write(answer.body)
-        elapsed = (time.monotonic() - started) * 1000
-        log.info("%s %s %d %.0fms", method, raw_path, answer.status, elapsed)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
-
-
-class ApiServer(ThreadingHTTPServer):
+class ApiServer:
     """The HTTP front. Binds in the constructor (port 0: a free one); `start` serves in a thread."""
-
-    daemon_threads = True
-    allow_reuse_address = True
 
     def __init__(self, routes: Iterable[Route], host: str = "127.0.0.1", port: int = 0) -> None:
         self.router = Router(routes)
         self._thread: threading.Thread | None = None
-        super().__init__((host, port), _RequestHandler)
+        # werkzeug logs request lines, query strings (DLR passwords) included: not here.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = make_server(host, port, self._app, threaded=True)
 
     def set_routes(self, routes: Iterable[Route]) -> None:
         """Replace the routes (the stack binds the port before the handlers are loaded)."""
@@ -362,19 +242,77 @@ class ApiServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        started = time.monotonic()
+        request = Request(environ)
+        request.max_content_length = MAX_BODY_BYTES
+        method = request.method.upper()
+        target = str(environ.get("RAW_URI") or request.full_path)
+        raw_path = target.partition("?")[0]
+        try:
+            body = request.get_data()
+        except RequestEntityTooLarge:
+            answer = _json_answer(413, "Request Entity Too Large")
+            answer.headers.append(("Connection", "close"))  # the unread body is dropped
+        else:
+            matched = self.router.match(method, raw_path)
+            answer = (
+                _json_answer(404, "Not Found")
+                if matched is None
+                else self._invoke(matched, method, target, body, request, environ)
+            )
+        elapsed = (time.monotonic() - started) * 1000
+        log.info("%s %s %d %.0fms", method, raw_path, answer.status, elapsed)
+        response = Response(answer.body, answer.status)
+        response.headers = Headers(answer.headers)
+        if "content-type" not in {name.lower() for name, _ in answer.headers} and answer.body:
+            response.headers["Content-Type"] = "text/plain; charset=utf-8"  # API Gateway's
+        return response(environ, start_response)
+
+    def _invoke(
+        self,
+        matched: tuple[Route, dict[str, str]],
+        method: str,
+        target: str,
+        body: bytes,
+        request: Request,
+        environ: dict[str, Any],
+    ) -> Answer:
+        route, params = matched
+        event = http_event(
+            method,
+            target,
+            headers=list(request.headers.items()),
+            body=body,
+            route=route.route.path,
+            path_parameters=params,
+            source_ip=request.remote_addr or "",
+            protocol=str(environ.get("SERVER_PROTOCOL", "HTTP/1.1")),
+        )
+        try:
+            answer = answer_from_result(route.invoke(event))
+        except Exception:
+            log.exception("%s %s: %s failed", method, event["rawPath"], route.function or "handler")
+            answer = _json_answer(500, "Internal Server Error")
+        answer.headers.append(("apigw-requestid", event["requestContext"]["requestId"]))
+        return answer
 
     def start(self) -> str:
         self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="local-api", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="local-api",
+            daemon=True,
         )
         self._thread.start()
         return self.url
 
     def stop(self) -> None:
         if self._thread is not None:
-            self.shutdown()
+            self._server.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
-        self.server_close()
+        self._server.server_close()

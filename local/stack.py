@@ -49,22 +49,9 @@ SAM_ENV_FILE = LOCAL_DIR / "sam-env.json"
 #: on Linux pass `--add-host host.docker.internal:host-gateway` to sam local).
 CONTAINER_HOST = "host.docker.internal"
 
-#: Settings where a value already in the process environment beats the template's.
-TUNABLES = frozenset(
-    {
-        "STATUS_TIMEOUT_SECONDS",
-        "SUBMIT_MAX_ATTEMPTS",
-        "SUBMIT_BACKOFF_SECONDS",
-        "SUBMIT_LEASE_SECONDS",
-        "POLL_FIRST_SECONDS",
-        "POLL_MAX_INTERVAL_SECONDS",
-        "REQUEUE_AFTER_SECONDS",
-        "SCHEDULE_SECONDS",
-        "STORE_OTP_BODY",
-        "CONFIG_MAX_AGE_SECONDS",
-        "LOG_LEVEL",
-    }
-)
+#: Settings where a value already in the process environment beats the template's: these names
+#: and every name with one of these suffixes or the POWERTOOLS_ prefix.
+TUNABLES = frozenset({"STORE_OTP_BODY", "LOG_LEVEL"})
 _TUNABLE_SUFFIXES = ("_SECONDS", "_ATTEMPTS", "_LIMIT", "_DAYS", "_BYTES", "_CONCURRENCY", "_MS")
 #: Removed while the stack runs: the handlers must reach moto with dummy credentials only.
 _MASKED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")

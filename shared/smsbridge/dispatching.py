@@ -134,8 +134,11 @@ class Dispatcher:
             sender=message.sender or carrier.sender,
             country=message.country,
             validity_minutes=message.validity_minutes,
-            # Our own alternate route, when configured, replaces the carrier's.
-            alternate_delivery=message.alternate_delivery and carrier.alternate is None,
+            # Our own alternate route, when configured, replaces the carrier's; a carrier's own
+            # alternate delivery does not take concatenated messages (Vibes seed).
+            alternate_delivery=(
+                message.alternate_delivery and carrier.alternate is None and message.segments <= 1
+            ),
             receipt_url=receipt_url,
             client_message_id=message.submitter_message_id or message.message_id,
         )
@@ -150,11 +153,11 @@ class Dispatcher:
             set_fields={"gateway_id": result.gateway_id, "submitted_at": iso(now)},
             remove_fields=("claimed_until",),
         )
-        orphans = self._repository.link_gateway_id(
+        _, waiting = self._tracker.link(
             carrier.name, result.gateway_id, message.id, expires_at=message.expires_at
         )
-        for report in orphans:
-            self._tracker.report(message.id, report)
+        # Receipts that came before the answer (or under an id the carrier forwarded to).
+        self._tracker.report_many(message.id, waiting)
 
     def _transient(self, message: Message, exc: TransientSubmitError) -> DispatchResult:
         carrier = message.carrier

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,15 +35,53 @@ def message_key(client: str, message_id: str, route_hop: int = 0) -> str:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
+    #: The carrier's time of the event when it gave one, else when smsbridge recorded it.
     at: str
     status: str
     gateway_status: str = ""
     source: str = ""
     gateway_error: str = ""
     description: str = ""
+    #: When smsbridge received it; set only when `at` is the carrier's own time.
+    received_at: str = ""
+    #: The carrier id the report was about, when it is not the message's own `gateway_id`
+    #: (a carrier that forwards a message sends receipts under a new id).
+    gateway_id: str = ""
+    #: The new carrier id of a message the carrier forwarded by itself (Vibes `fwdToMessageId`).
+    gateway_forwarded_to: str = ""
+    #: The carrier id a forwarded message came from (Vibes `fwdFromMessageId`).
+    gateway_forwarded_from: str = ""
+    #: The operator that handled the message (Concepto Móvil `carrier`).
+    operator: str = ""
+    #: When the carrier says it sent the message (Concepto Móvil `sendDate`).
+    sent_at: str = ""
+    #: A carrier time that could not be read, as received (Vibes `receiptDate`).
+    carrier_time_text: str = ""
 
     def to_dict(self) -> dict[str, str]:
         return {key: value for key, value in asdict(self).items() if value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HistoryEntry:
+        return cls(**{key: str(value) for key, value in data.items() if key in _ENTRY_FIELDS})
+
+    def same_event(self, other: HistoryEntry) -> bool:
+        """The same report again: status, carrier status, error, carrier time (and source)."""
+        return (
+            self.status == other.status
+            and self.gateway_status == other.gateway_status
+            and self.gateway_error == other.gateway_error
+            and self.carrier_time == other.carrier_time
+            and self.source == other.source
+            and self.gateway_id == other.gateway_id
+        )
+
+    @property
+    def carrier_time(self) -> str:
+        return self.at if self.received_at else self.carrier_time_text
+
+
+_ENTRY_FIELDS = frozenset(f.name for f in fields(HistoryEntry))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +122,8 @@ class Message:
     delivered_at: str = ""
     attempts: int = 0
     history: list[HistoryEntry] = field(default_factory=list)
+    #: How many history entries were dropped from the middle to keep the history bounded.
+    history_dropped: int = 0
     forwarded_to: str = ""
     forwarded_from: str = ""
     submitter_message_id: str = ""
@@ -100,6 +140,10 @@ class Message:
     text: str = ""
     #: Region of the number (ISO 3166 alpha-2), for carriers that want it.
     country: str = ""
+    #: The operator that handled the message, as the carrier reports it (Concepto Móvil).
+    operator: str = ""
+    #: Optimistic-lock counter of the history (each write of it adds one).
+    history_rev: int = 0
     #: Poller bookkeeping: when the open message is next looked at, and how often it was polled.
     next_check_at: int | None = None
     poll_count: int = 0
@@ -142,6 +186,8 @@ class Message:
             "delivered_at": self.delivered_at,
             "attempts": self.attempts,
             "history": [entry.to_dict() for entry in self.history],
+            "history_dropped": self.history_dropped,
+            "operator": self.operator,
             "forwarded_to": self.forwarded_to,
             "forwarded_from": self.forwarded_from,
             "submitter_message_id": self.submitter_message_id,
@@ -152,6 +198,8 @@ class Message:
             "validity_minutes": self.validity_minutes,
             "send_to": self.send_to,
         }
+        if not self.history_dropped:
+            del view["history_dropped"]
         return {key: value for key, value in view.items() if value not in ("", None)}
 
 
@@ -169,6 +217,14 @@ class StatusReport:
     at: datetime | None = None
     forwarded_to: str = ""
     forwarded_from: str = ""
+    #: Receipts only: the carrier id the receipt was for.
+    gateway_id: str = ""
+    #: Receipts only: the carrier's own forward (new carrier id) and the id it came from.
+    gateway_forwarded_to: str = ""
+    gateway_forwarded_from: str = ""
+    operator: str = ""
+    sent_at: str = ""
+    carrier_time_text: str = ""
 
     def to_dict(self) -> dict[str, str]:
         data = {
@@ -180,6 +236,12 @@ class StatusReport:
             "at": iso(self.at) if self.at else "",
             "forwarded_to": self.forwarded_to,
             "forwarded_from": self.forwarded_from,
+            "gateway_id": self.gateway_id,
+            "gateway_forwarded_to": self.gateway_forwarded_to,
+            "gateway_forwarded_from": self.gateway_forwarded_from,
+            "operator": self.operator,
+            "sent_at": self.sent_at,
+            "carrier_time_text": self.carrier_time_text,
         }
         return {key: value for key, value in data.items() if value}
 
@@ -195,4 +257,10 @@ class StatusReport:
             at=parse_iso(at) if at else None,
             forwarded_to=str(data.get("forwarded_to", "")),
             forwarded_from=str(data.get("forwarded_from", "")),
+            gateway_id=str(data.get("gateway_id", "")),
+            gateway_forwarded_to=str(data.get("gateway_forwarded_to", "")),
+            gateway_forwarded_from=str(data.get("gateway_forwarded_from", "")),
+            operator=str(data.get("operator", "")),
+            sent_at=str(data.get("sent_at", "")),
+            carrier_time_text=str(data.get("carrier_time_text", "")),
         )

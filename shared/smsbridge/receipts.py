@@ -1,8 +1,11 @@
 """Delivery receipts posted to `/dlr/{carrier}`: authenticate, read, apply, answer (SPEC 3.3).
 
 The carrier's `format` module reads the request and shapes every answer. A receipt is matched by
-(carrier, carrier id); one for an id not linked yet is kept as an orphan and applied when dispatch
-links that id, whichever of the two comes first.
+(carrier, carrier id); one for an id not linked yet is kept as an orphan and applied when that id
+is linked, whichever of the two comes first. A carrier that forwards a message by itself (Vibes)
+sends the alternate's receipts under a new id with `fwdFrom` naming the original's: they belong
+to the original's message, which stays one record. The receipts of one request are grouped per
+message and applied with one conditional write per message.
 """
 
 from __future__ import annotations
@@ -13,12 +16,41 @@ from datetime import timedelta
 from smsbridge.carriers import get_format
 from smsbridge.carriers.base import PayloadTooLarge, Receipt, ReceiptError
 from smsbridge.config import CarrierConfig
-from smsbridge.models import StatusReport
-from smsbridge.statuses import Status
+from smsbridge.models import Message, StatusReport
 from smsbridge.tracking import StatusTracker
 from smsbridge.web import HttpAnswer, HttpRequest
 
 logger = logging.getLogger("smsbridge.receipts")
+
+#: What becomes of each field a receipt parser returns: nothing a carrier tells us is dropped
+#: without a reason (tests/unit/test_receipt_fields.py keeps this list complete).
+RECEIPT_FIELDS: dict[str, str] = {
+    "gateway_id": "matches the message; in the history entry when it is not the message's own",
+    "gateway_status": "history entry and the message's gateway_status",
+    "status": "the canonical status, applied by the ordering rules",
+    "at": "history entry `at` (with `received_at`) and status_changed_at / delivered_at",
+    "gateway_error": "history entry and the message's gateway_error",
+    "description": "history entry and the message's description",
+    "forwarded_to": "linked to the same message; history entry `gateway_forwarded_to`",
+    "forwarded_from": "matches the message of an unknown id; history `gateway_forwarded_from`",
+    "request_id": "ignored: the carrier's own request number, only echoed in the answer",
+    "extra": "per key, see RECEIPT_EXTRA_STORED and RECEIPT_EXTRA_IGNORED",
+    "missing_fields": "counted in the metric ReceiptFieldMissing",
+}
+#: `Receipt.extra` keys kept, and the history entry field (StatusReport field) they go to.
+RECEIPT_EXTRA_STORED: dict[str, str] = {
+    "carrier": "operator",
+    "send_date": "sent_at",
+    "receipt_date": "carrier_time_text",
+}
+#: `Receipt.extra` keys deliberately not kept, and why.
+RECEIPT_EXTRA_IGNORED: dict[str, str] = {
+    "submitter_message_id": (
+        "Vibes echoes our own reference key (the message id) back; matching trusts only the "
+        "carrier's ids, so that a receipt cannot claim a message by naming it"
+    ),
+    "ext_id": "IP2SMS echoes our own reference key (the message id) back, as above",
+}
 
 
 def unknown_carrier_answer() -> HttpAnswer:
@@ -52,50 +84,96 @@ class ReceiptDesk:
         return fmt.answer_receipts(receipts)
 
     def apply(self, carrier: CarrierConfig, receipts: list[Receipt]) -> None:
-        links = self._repository.message_ids_for_gateway_ids(
-            carrier.name, [receipt.gateway_id for receipt in receipts]
-        )
-        # One batch read of the messages; each apply starts from it (a stale copy only costs a
+        metrics = self._tracker.metrics
+        ids = [r.gateway_id for r in receipts] + [r.forwarded_from for r in receipts]
+        links = self._repository.message_ids_for_gateway_ids(carrier.name, filter(None, ids))
+        # One batch read of the messages; each write starts from it (a stale copy only costs a
         # re-read, the writes are conditional).
-        known = {m.id: m for m in self._repository.get_many(links.values())}
-        orphan_ttl = int(
+        known: dict[str, Message] = {
+            m.id: m for m in self._repository.get_many(dict.fromkeys(links.values()))
+        }
+        ttl = int(
             (self._tracker.clock() + timedelta(days=self._settings.orphan_ttl_days)).timestamp()
         )
+        groups: dict[str, list[StatusReport]] = {}
+        stored: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for receipt in receipts:
-            report = self._report_of(carrier, receipt)
-            message_id = links.get(receipt.gateway_id)
+            for name in receipt.missing_fields:
+                metrics.add("ReceiptFieldMissing", carrier=carrier.name, field=name)
+            report = report_of(carrier, receipt)
+            message_id, waiting = self._message_of(carrier, receipt, report, links, ttl, stored)
             if message_id is None:
-                message_id = self._repository.store_orphan(
-                    carrier.name, receipt.gateway_id, report, expires_at=orphan_ttl
+                metrics.add("OrphanReceipt", carrier=carrier.name)
+                continue
+            group = groups.setdefault(message_id, [])
+            group += waiting
+            group.append(report)
+            if receipt.forwarded_to and links.get(receipt.forwarded_to) != message_id:
+                # The carrier carries the message on under a new id of its own: that id's
+                # receipts (and any that already wait for it) belong to the same message.
+                _, forwarded = self._tracker.link(
+                    carrier.name, receipt.forwarded_to, message_id, expires_at=ttl
                 )
-                if message_id is None:
-                    self._tracker.metrics.add("OrphanReceipt", carrier=carrier.name)
-                    continue
-                links[receipt.gateway_id] = message_id
-            if receipt.forwarded_to:
-                # The carrier carries the message on under a new id of its own: its receipts
-                # belong to the same message.
-                self._repository.link_gateway_id(
-                    carrier.name, receipt.forwarded_to, message_id, expires_at=orphan_ttl
-                )
-            outcome = self._tracker.report(message_id, report, known=known.get(message_id))
+                links[receipt.forwarded_to] = message_id
+                group += forwarded
+        for message_id, reports in groups.items():
+            outcome = self._tracker.report_many(message_id, reports, known=known.get(message_id))
             if outcome is not None:
-                known[message_id] = outcome.message
-                self._tracker.metrics.add("ReceiptsApplied", carrier=carrier.name)
+                metrics.add("ReceiptsApplied", len(reports), carrier=carrier.name)
 
-    @staticmethod
-    def _report_of(carrier: CarrierConfig, receipt: Receipt) -> StatusReport:
-        status = receipt.status
-        description = receipt.description
-        if receipt.forwarded_to and status.is_final and status != Status.DELIVERED:
-            # A failure the carrier forwards to its own alternate is not the message's end.
-            status = Status.ENROUTE
-            description = f"{description}; forwarded by the carrier".lstrip("; ")
-        return StatusReport(
-            status,
-            source=f"receipt:{carrier.name}",
-            gateway_status=receipt.gateway_status,
-            gateway_error=receipt.gateway_error,
-            description=description,
-            at=receipt.at,
-        )
+    def _message_of(
+        self,
+        carrier: CarrierConfig,
+        receipt: Receipt,
+        report: StatusReport,
+        links: dict[str, str],
+        ttl: int,
+        stored: set[tuple[str, tuple[tuple[str, str], ...]]],
+    ) -> tuple[str | None, list[StatusReport]]:
+        """The message a receipt belongs to (None: kept as an orphan) and the receipts that
+        waited for a link this receipt made."""
+        gateway_id = receipt.gateway_id
+        message_id = links.get(gateway_id)
+        if message_id is not None:
+            return message_id, []
+        original = links.get(receipt.forwarded_from) if receipt.forwarded_from else None
+        if original is None:
+            # Kept under the original's id when it names one: with receipt option FINAL the
+            # original's own receipts may never come, but its link (by dispatch) will.
+            key = receipt.forwarded_from or gateway_id
+            seen = (key, tuple(sorted(report.to_dict().items())))
+            if seen in stored:
+                return None, []  # the same orphan again in this request: kept once
+            stored.add(seen)
+            message_id = self._repository.store_orphan(carrier.name, key, report, expires_at=ttl)
+            if message_id is None:
+                return None, []
+            if key == gateway_id:
+                links[gateway_id] = message_id
+                return message_id, []
+            original = message_id
+        holder, waiting = self._tracker.link(carrier.name, gateway_id, original, expires_at=ttl)
+        message_id = holder or original
+        links[gateway_id] = message_id
+        return message_id, waiting
+
+
+def report_of(carrier: CarrierConfig, receipt: Receipt) -> StatusReport:
+    """The status report of one receipt, with every field the receipt carries (RECEIPT_FIELDS)."""
+    kept = {
+        field: receipt.extra[key]
+        for key, field in RECEIPT_EXTRA_STORED.items()
+        if key in receipt.extra
+    }
+    return StatusReport(
+        receipt.status,
+        source=f"receipt:{carrier.name}",
+        gateway_status=receipt.gateway_status,
+        gateway_error=receipt.gateway_error,
+        description=receipt.description,
+        at=receipt.at,
+        gateway_id=receipt.gateway_id,
+        gateway_forwarded_to=receipt.forwarded_to,
+        gateway_forwarded_from=receipt.forwarded_from,
+        **kept,
+    )

@@ -13,10 +13,11 @@ both are removed when the message becomes final.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import zlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from smsbridge.models import HistoryEntry, Message, Origin, StatusReport, iso
 from smsbridge.statuses import Status, decide
+
+logger = logging.getLogger("smsbridge.repository")
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -36,6 +39,15 @@ OPEN_INDEX = "OpenByNextCheck"
 LOG_INDEX = "LogByDay"
 LOG_INDEX_SHARDS = 4
 _MAX_APPLY_TRIES = 16
+#: The history keeps its first entries (how the message started) and its latest ones; what lies
+#: between is dropped and counted in `history_dropped`, so a carrier that repeats itself cannot
+#: push the item towards DynamoDB's 400 KB limit. At most ~60 entries of at most ~1.5 KB.
+HISTORY_HEAD = 10
+HISTORY_TAIL = 50
+#: Orphan receipts kept per carrier id at most (a carrier repeating itself cannot grow the item).
+MAX_ORPHANS = 50
+#: Longest text kept in one history entry field (carrier descriptions can be long).
+HISTORY_FIELD_CHARS = 300
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -69,11 +81,26 @@ class ApplyOutcome:
     #: The report as applied (after any transform).
     report: StatusReport
     changed: bool
-    conflicting: bool
+    #: How many reports brought a final that disagrees with the one held (`ConflictingFinal`).
+    conflicts: int = 0
+
+    @property
+    def conflicting(self) -> bool:
+        return self.conflicts > 0
 
     @property
     def previous(self) -> Status:
         return self.before.status
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    """`linked` False: the carrier id belongs to `holder`, another message (nothing changed)."""
+
+    linked: bool
+    holder: str | None
+    #: Receipts that waited for this link (only when `linked`).
+    orphans: list[StatusReport] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +109,107 @@ class ClaimOutcome:
 
     message: Message | None
     current: Message | None
+
+
+@dataclass(slots=True)
+class _Fold:
+    """What a run of reports does to one message: the attributes to set and the new history."""
+
+    status: Status
+    history: list[HistoryEntry]
+    dropped: int
+    last_report: StatusReport
+    fields: dict[str, Any] = field(default_factory=dict)
+    history_changed: bool = False
+    conflicts: int = 0
+
+    @property
+    def writes(self) -> bool:
+        return self.history_changed or bool(self.fields)
+
+
+def history_entry(report: StatusReport, now: datetime, own_gateway_id: str = "") -> HistoryEntry:
+    """The history entry of one report (long carrier texts cut to HISTORY_FIELD_CHARS)."""
+
+    def cut(text: str) -> str:
+        return text[:HISTORY_FIELD_CHARS]
+
+    return HistoryEntry(
+        at=iso(report.at or now),
+        status=str(report.status),
+        gateway_status=cut(report.gateway_status),
+        source=report.source,
+        gateway_error=cut(report.gateway_error),
+        description=cut(report.description),
+        received_at=iso(now) if report.at else "",
+        gateway_id="" if report.gateway_id == own_gateway_id else cut(report.gateway_id),
+        gateway_forwarded_to=cut(report.gateway_forwarded_to),
+        gateway_forwarded_from=cut(report.gateway_forwarded_from),
+        operator=cut(report.operator),
+        sent_at=cut(report.sent_at),
+        carrier_time_text=cut(report.carrier_time_text),
+    )
+
+
+def bounded(history: list[HistoryEntry], dropped: int) -> tuple[list[HistoryEntry], int]:
+    """Keep the first HISTORY_HEAD and the latest HISTORY_TAIL entries; count the others."""
+    excess = len(history) - HISTORY_HEAD - HISTORY_TAIL
+    if excess <= 0:
+        return history, dropped
+    return history[:HISTORY_HEAD] + history[HISTORY_HEAD + excess :], dropped + excess
+
+
+def _fold(
+    current: Message,
+    reports: Sequence[StatusReport],
+    *,
+    now: datetime,
+    transform: Transform | None,
+) -> _Fold:
+    """Decide `reports` in order from `current`; pure (no I/O)."""
+    plan = _Fold(
+        status=current.status,
+        history=list(current.history),
+        dropped=current.history_dropped,
+        last_report=reports[-1],
+    )
+    state = current
+    for original in reports:
+        report = transform(state, original) if transform else original
+        plan.last_report = report
+        decision = decide(plan.status, report.status)
+        if decision.conflicting:
+            plan.conflicts += 1
+        entry = history_entry(report, now, current.gateway_id)
+        repeat = any(entry.same_event(seen) for seen in plan.history)
+        if not repeat or decision.changes:
+            plan.history.append(entry)
+            plan.history_changed = True
+        if report.operator and report.operator != state.operator:
+            plan.fields["operator"] = report.operator[:HISTORY_FIELD_CHARS]
+            state = replace(state, operator=report.operator)
+        if decision.new_status is None:
+            continue
+        new = decision.new_status
+        plan.status = new
+        fields = plan.fields
+        fields["status"] = str(new)
+        fields["status_changed_at"] = iso(report.at or now)
+        fields["description"] = (report.description or str(new))[:HISTORY_FIELD_CHARS]
+        if report.gateway_status:
+            fields["gateway_status"] = report.gateway_status[:HISTORY_FIELD_CHARS]
+        if report.gateway_error:
+            fields["gateway_error"] = report.gateway_error[:HISTORY_FIELD_CHARS]
+        if report.forwarded_to:
+            fields["forwarded_to"] = report.forwarded_to
+        if report.forwarded_from and not current.forwarded_from:
+            fields["forwarded_from"] = report.forwarded_from
+        if new == Status.DELIVERED:
+            fields["delivered_at"] = iso(report.at or now)
+        state = replace(state, status=new)
+    if plan.history_changed:
+        plan.history, plan.dropped = bounded(plan.history, plan.dropped)
+    return plan
 
 
 def _to_av(value: Any) -> dict[str, Any]:
@@ -117,6 +245,9 @@ def message_to_item(message: Message) -> dict[str, Any]:
         "delivered_at": message.delivered_at,
         "attempts": message.attempts,
         "history": [entry.to_dict() for entry in message.history],
+        "history_dropped": message.history_dropped,
+        "history_rev": message.history_rev,
+        "operator": message.operator,
         "forwarded_to": message.forwarded_to,
         "forwarded_from": message.forwarded_from,
         "submitter_message_id": message.submitter_message_id,
@@ -157,7 +288,10 @@ def message_from_item(item: dict[str, Any]) -> Message:
         submitted_at=data.get("submitted_at", ""),
         delivered_at=data.get("delivered_at", ""),
         attempts=int(data.get("attempts", 0)),
-        history=[HistoryEntry(**entry) for entry in data.get("history", [])],
+        history=[HistoryEntry.from_dict(entry) for entry in data.get("history", [])],
+        history_dropped=int(data.get("history_dropped", 0)),
+        history_rev=int(data.get("history_rev", 0)),
+        operator=data.get("operator", ""),
         forwarded_to=data.get("forwarded_to", ""),
         forwarded_from=data.get("forwarded_from", ""),
         submitter_message_id=data.get("submitter_message_id", ""),
@@ -333,55 +467,76 @@ class MessageRepository:
     ) -> ApplyOutcome | None:
         """Record a report in the history and move the status by the rules of SPEC 2.1.
 
-        The write is conditional on the status it was decided from; when another writer got there
-        first, the decision is made again on the fresh state. `next_check` gives the index time
-        for a message that stays open; `transform` may rewrite the report from the current state
-        (alternate delivery turns a failure into `forwarded`). None when the message does not
-        exist.
+        One report of `apply_many`; None when the message does not exist.
+        """
+        return self.apply_many(
+            message_id,
+            [report],
+            now=now,
+            known=known,
+            next_check=next_check,
+            set_fields=set_fields,
+            remove_fields=remove_fields,
+            transform=transform,
+        )
+
+    def apply_many(
+        self,
+        message_id: str,
+        reports: Sequence[StatusReport],
+        *,
+        now: datetime,
+        known: Message | None = None,
+        next_check: NextCheck | None = None,
+        set_fields: dict[str, Any] | None = None,
+        remove_fields: tuple[str, ...] = (),
+        transform: Transform | None = None,
+    ) -> ApplyOutcome | None:
+        """Apply reports in order with one conditional write (SPEC 2.1).
+
+        Each report is decided on the status the ones before it left. A report identical to one
+        already in the history (status, carrier status, error, carrier time, source) that moves
+        nothing adds no entry; the history keeps its first `HISTORY_HEAD` and latest
+        `HISTORY_TAIL` entries and counts the rest in `history_dropped`. When nothing changes,
+        nothing is written. The write is conditional on the status and the history revision it
+        was decided from; when another writer got there first, everything is decided again on
+        the fresh state. `next_check` gives the index time for a message that stays open;
+        `transform` may rewrite a report from the current state (alternate delivery turns a
+        failure into `forwarded`). None when the message does not exist.
         """
         current = known
-        original = report
         for _ in range(_MAX_APPLY_TRIES):
             if current is None:
                 current = self.get(message_id)
                 if current is None:
                     return None
-            report = transform(current, original) if transform else original
-            decision = decide(current.status, report.status)
+            plan = _fold(current, reports, now=now, transform=transform)
+            if not plan.writes and not set_fields and not remove_fields:
+                return ApplyOutcome(
+                    message=current,
+                    before=current,
+                    report=plan.last_report,
+                    changed=False,
+                    conflicts=plan.conflicts,
+                )
             update = _Update()
-            entry = HistoryEntry(
-                at=iso(report.at or now),
-                status=str(report.status),
-                gateway_status=report.gateway_status,
-                source=report.source,
-                gateway_error=report.gateway_error,
-                description=report.description,
-            )
+            if plan.history_changed:
+                update.set("history", [entry.to_dict() for entry in plan.history])
+                update.set("history_dropped", plan.dropped)
             update.set_expression(
-                "#history = list_append(if_not_exists(#history, :empty), :entry)",
-                {"#history": "history"},
-                {":empty": [], ":entry": [entry.to_dict()]},
+                "#history_rev = if_not_exists(#history_rev, :zero_rev) + :one_rev",
+                {"#history_rev": "history_rev"},
+                {":zero_rev": 0, ":one_rev": 1},
             )
             update.set("updated_at", iso(now))
             for key, value in (set_fields or {}).items():
                 update.set(key, value)
             if remove_fields:
                 update.remove(*remove_fields)
-            if decision.new_status is not None:
-                new = decision.new_status
-                update.set("status", str(new))
-                update.set("status_changed_at", iso(report.at or now))
-                update.set("description", report.description or str(new))
-                if report.gateway_status:
-                    update.set("gateway_status", report.gateway_status)
-                if report.gateway_error:
-                    update.set("gateway_error", report.gateway_error)
-                if report.forwarded_to:
-                    update.set("forwarded_to", report.forwarded_to)
-                if report.forwarded_from and not current.forwarded_from:
-                    update.set("forwarded_from", report.forwarded_from)
-                if new == Status.DELIVERED:
-                    update.set("delivered_at", iso(report.at or now))
+            for key, value in plan.fields.items():
+                update.set(key, value)
+            new = plan.status
+            if new != current.status:
                 if new.is_final:
                     update.remove("open_shard", "next_check_at", "text", "claimed_until")
                 elif next_check is not None:
@@ -389,14 +544,20 @@ class MessageRepository:
                     if due is not None:
                         update.set("next_check_at", due)
                         update.set("open_shard", open_shard_of(message_id))
-            update.values[":current"] = _to_av(str(current.status))
             update.names["#status"] = "status"
+            update.values[":current"] = _to_av(str(current.status))
+            update.values[":rev"] = _to_av(current.history_rev)
+            condition = "#status = :current AND "
+            if current.history_rev:
+                condition += "#history_rev = :rev"
+            else:
+                condition += "(attribute_not_exists(#history_rev) OR #history_rev = :rev)"
             try:
                 answer = self._client.update_item(
                     TableName=self._table,
                     Key={"id": {"S": message_id}},
                     UpdateExpression=update.expression(),
-                    ConditionExpression="#status = :current",
+                    ConditionExpression=condition,
                     ExpressionAttributeNames=update.names,
                     ExpressionAttributeValues=update.values,
                     ReturnValues="ALL_NEW",
@@ -407,9 +568,9 @@ class MessageRepository:
             return ApplyOutcome(
                 message=message_from_item(answer["Attributes"]),
                 before=current,
-                report=report,
-                changed=decision.changes,
-                conflicting=decision.conflicting,
+                report=plan.last_report,
+                changed=new != current.status,
+                conflicts=plan.conflicts,
             )
         raise RuntimeError(f"status of {message_id} kept changing; report not applied")
 
@@ -512,23 +673,35 @@ class MessageRepository:
 
     def link_gateway_id(
         self, carrier: str, gateway_id: str, message_id: str, *, expires_at: int
-    ) -> list[StatusReport]:
-        """Point (carrier, gateway_id) at a message; return the receipts that arrived first."""
-        answer = self._client.update_item(
-            TableName=self._table,
-            Key={"id": {"S": gateway_key(carrier, gateway_id)}},
-            UpdateExpression=(
-                "SET item_type = :gateway, message_ref = :ref, expires_at = :ttl REMOVE orphans"
-            ),
-            ExpressionAttributeValues={
-                ":gateway": {"S": "gateway"},
-                ":ref": {"S": message_id},
-                ":ttl": {"N": str(expires_at)},
-            },
-            ReturnValues="ALL_OLD",
-        )
+    ) -> LinkOutcome:
+        """Point (carrier, gateway_id) at a message and take the receipts that arrived first.
+
+        Conditional: a carrier id already linked to another message is never re-pointed (a
+        receipt naming another message's id, by mistake or on purpose, must not move that
+        message); the outcome then says which message holds the link.
+        """
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": gateway_key(carrier, gateway_id)}},
+                UpdateExpression=(
+                    "SET item_type = :gateway, message_ref = :ref, expires_at = :ttl REMOVE orphans"
+                ),
+                ConditionExpression="attribute_not_exists(message_ref) OR message_ref = :ref",
+                ExpressionAttributeValues={
+                    ":gateway": {"S": "gateway"},
+                    ":ref": {"S": message_id},
+                    ":ttl": {"N": str(expires_at)},
+                },
+                ReturnValues="ALL_OLD",
+            )
+        except self._conditional_failed:
+            return LinkOutcome(
+                linked=False, holder=self.message_for_gateway_id(carrier, gateway_id)
+            )
         old = _from_item(answer.get("Attributes", {}))
-        return [StatusReport.from_dict(dict(raw)) for raw in old.get("orphans", [])]
+        orphans = [StatusReport.from_dict(dict(raw)) for raw in old.get("orphans", [])]
+        return LinkOutcome(linked=True, holder=message_id, orphans=orphans)
 
     def message_for_gateway_id(self, carrier: str, gateway_id: str) -> str | None:
         answer = self._client.get_item(
@@ -578,16 +751,23 @@ class MessageRepository:
                     "SET item_type = :gateway, expires_at = :ttl, "
                     "orphans = list_append(if_not_exists(orphans, :empty), :report)"
                 ),
-                ConditionExpression="attribute_not_exists(message_ref)",
+                ConditionExpression=(
+                    "attribute_not_exists(message_ref) AND "
+                    "(attribute_not_exists(orphans) OR size(orphans) < :max)"
+                ),
                 ExpressionAttributeValues={
                     ":gateway": {"S": "gateway"},
                     ":ttl": {"N": str(expires_at)},
                     ":empty": {"L": []},
                     ":report": _to_av([report.to_dict()]),
+                    ":max": {"N": str(MAX_ORPHANS)},
                 },
             )
         except self._conditional_failed:
-            return self.message_for_gateway_id(carrier, gateway_id)
+            linked = self.message_for_gateway_id(carrier, gateway_id)
+            if linked is None:
+                logger.warning("orphan receipts of one carrier id at their limit; not kept")
+            return linked
         return None
 
     # --- per-carrier rate windows ---------------------------------------------------------

@@ -7,7 +7,7 @@ Every source of a status (dispatch, receipts, polls, the poller's time-outs) goe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,10 +50,26 @@ class StatusTracker:
         set_fields: dict[str, Any] | None = None,
         remove_fields: tuple[str, ...] = (),
     ) -> ApplyOutcome | None:
+        return self.report_many(
+            message_id, [report], known=known, set_fields=set_fields, remove_fields=remove_fields
+        )
+
+    def report_many(
+        self,
+        message_id: str,
+        reports: Sequence[StatusReport],
+        *,
+        known: Message | None = None,
+        set_fields: dict[str, Any] | None = None,
+        remove_fields: tuple[str, ...] = (),
+    ) -> ApplyOutcome | None:
+        """Apply reports for one message in order, with one conditional write."""
+        if not reports:
+            return None
         now = self.clock()
-        outcome = self.repository.apply(
+        outcome = self.repository.apply_many(
             message_id,
-            report,
+            reports,
             now=now,
             known=known,
             next_check=lambda message, status: self.lifecycle.next_check(message, status, now),
@@ -67,6 +83,51 @@ class StatusTracker:
         if outcome.changed and outcome.message.status == Status.FORWARDED:
             self._queue_alternate(outcome.before, outcome.message)
         return outcome
+
+    def link(
+        self, carrier: str, gateway_id: str, message_id: str, *, expires_at: int
+    ) -> tuple[str | None, list[StatusReport]]:
+        """Link a carrier id to a message; return who holds the id and the receipts that waited.
+
+        Waiting receipts may name more carrier ids of the same message (a carrier's own forward,
+        or an alternate's receipt kept under its original's id); those are linked too, so
+        orphans are applied whichever link comes first. A link to another message is refused,
+        counted in `LinkConflict` and logged.
+        """
+        holder: str | None = None
+        waiting: list[StatusReport] = []
+        pending = [gateway_id]
+        seen: set[str] = set()
+        while pending:
+            current_id = pending.pop(0)
+            if current_id in seen:
+                continue
+            seen.add(current_id)
+            outcome = self.repository.link_gateway_id(
+                carrier, current_id, message_id, expires_at=expires_at
+            )
+            if current_id == gateway_id:
+                holder = outcome.holder
+            if not outcome.linked:
+                self.metrics.add("LinkConflict", carrier=carrier)
+                logger.warning(
+                    "carrier id already belongs to another message; link refused",
+                    extra={
+                        "carrier": carrier,
+                        "gateway_id": current_id[:64],
+                        "id": message_id,
+                        "holder": outcome.holder,
+                    },
+                )
+                continue
+            for orphan in outcome.orphans:
+                waiting.append(orphan)
+                pending += [
+                    other
+                    for other in (orphan.gateway_id, orphan.gateway_forwarded_to)
+                    if other and other not in seen
+                ]
+        return holder, waiting
 
     # --- alternate delivery (SPEC 4.1) ----------------------------------------------------
 
@@ -141,8 +202,8 @@ class StatusTracker:
 
     def _count(self, outcome: ApplyOutcome, now: datetime) -> None:
         message = outcome.message
-        if outcome.conflicting:
-            self.metrics.add("ConflictingFinal", carrier=message.carrier)
+        if outcome.conflicts:
+            self.metrics.add("ConflictingFinal", outcome.conflicts, carrier=message.carrier)
         if not outcome.changed or not message.is_final:
             return
         self.metrics.add(

@@ -98,11 +98,16 @@ class Receipt:
     #: The carrier's error code(s), '' when none.
     gateway_error: str = ""
     description: str = ""
+    #: The carrier's new id for a message it forwarded by itself (Vibes `fwdToMessageId`).
     forwarded_to: str = ""
+    #: The carrier id this message was forwarded from (Vibes `fwdFromMessageId`).
     forwarded_from: str = ""
     #: Smartswitch `request_id`, echoed in the answer.
     request_id: str | None = None
+    #: Other fields the format read; what is kept of each: smsbridge.receipts.RECEIPT_EXTRA_*.
     extra: dict[str, str] = field(default_factory=dict)
+    #: Fields the carrier's documentation requires but this receipt lacks (still applied).
+    missing_fields: tuple[str, ...] = ()
 
 
 class ReceiptError(Exception):

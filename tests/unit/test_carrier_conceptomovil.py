@@ -107,13 +107,23 @@ def test_message_id_as_number_or_string(message_id: Any, expected: str) -> None:
         ("DELIVERED", Status.DELIVERED),
         ("REJECTED", Status.REJECTED),
         ("UNDELIVERABLE", Status.UNDELIVERABLE),
-        ("UNKNOWN", Status.UNKNOWN),
+        ("UNKNOWN", Status.REJECTED),
     ],
 )
 def test_every_status_delivery_maps_per_spec(word: str, status: Status) -> None:
     [receipt] = dlr({**SEED_BODY, "statusDelivery": word})
     assert receipt.status == status
     assert receipt.gateway_status == word
+
+
+def test_unknown_is_a_final_rejection_without_an_error_code() -> None:
+    # The seed: "UNKNOWN: envío rechazado por el operador, se desconoce el código de error".
+    [receipt] = dlr({**SEED_BODY, "statusDelivery": "UNKNOWN"})
+    assert receipt.status == Status.REJECTED
+    assert receipt.status.is_final
+    assert receipt.gateway_status == "UNKNOWN"
+    assert receipt.gateway_error == ""
+    assert "no error code" in receipt.description
 
 
 def test_a_list_of_receipts_keeps_its_order() -> None:
@@ -124,7 +134,7 @@ def test_a_list_of_receipts_keeps_its_order() -> None:
         ]
     )
     assert [(r.gateway_id, r.status) for r in receipts] == [
-        ("1", Status.UNKNOWN),
+        ("1", Status.REJECTED),
         ("2", Status.REJECTED),
     ]
 
@@ -133,6 +143,15 @@ def test_done_date_and_carrier_are_optional() -> None:
     [receipt] = dlr({"messageId": 5, "statusDelivery": "DELIVERED", "sendDate": 1588694204000})
     assert receipt.at is None
     assert "carrier" not in receipt.extra
+    # The seed requires `carrier`: its absence is reported, the receipt still counts.
+    assert receipt.missing_fields == ("carrier",)
+    assert receipt.status == Status.DELIVERED
+
+
+def test_the_operator_is_read_and_nothing_is_missing() -> None:
+    [receipt] = dlr({**SEED_BODY, "carrier": " TELCEL "})
+    assert receipt.extra["carrier"] == "TELCEL"
+    assert receipt.missing_fields == ()
 
 
 def test_charset_parameter_is_accepted() -> None:

@@ -107,10 +107,13 @@ def test_seed_callback_for_the_original_message() -> None:
     [receipt] = dlr(SEED_ORIGINAL)
 
     assert receipt.gateway_id == "865cd3d1-bea6-4a6f-8bac-bae483248a27"
-    assert receipt.status == Status.UNDELIVERABLE
-    assert receipt.gateway_status == "Carrier"
+    # Vibes created an alternate for the failed original (status `Forwarded`): not its end.
+    assert receipt.status == Status.ENROUTE
+    assert receipt.gateway_status == "Forwarded"
     assert receipt.gateway_error == "100/255"
-    assert receipt.description == "Description of status"
+    assert receipt.description == (
+        "Description of status; forwarded by the carrier to 734cd3d1-bea6-4a6f-8bac-bae985345a27"
+    )
     assert receipt.forwarded_to == "734cd3d1-bea6-4a6f-8bac-bae985345a27"
     assert receipt.forwarded_from == ""
     assert receipt.at == datetime(2011, 4, 19, 20, 10, 8, 320000, tzinfo=UTC)
@@ -131,6 +134,42 @@ def test_seed_callback_for_the_alternate_message() -> None:
     assert receipt.description == "Success"
     assert receipt.forwarded_from == "865cd3d1-bea6-4a6f-8bac-bae483248a27"
     assert receipt.forwarded_to == ""
+
+
+@pytest.mark.parametrize(
+    ("attribute_name", "field"),
+    [
+        ("fwdToMessageId", "forwarded_to"),
+        ("forwardedMessageId", "forwarded_to"),
+        ("fwdFromMessageId", "forwarded_from"),
+        ("originalMessageId", "forwarded_from"),
+    ],
+)
+def test_every_spelling_the_seed_uses_for_the_forward_ids(attribute_name: str, field: str) -> None:
+    [receipt] = dlr(receipt_xml(extra_attributes=f'{attribute_name}="ABC-1"'))
+    assert getattr(receipt, field) == "abc-1"
+
+
+@pytest.mark.parametrize("is_error", ["true", "false"])
+def test_a_forward_is_not_the_end_of_the_message(is_error: str) -> None:
+    [receipt] = dlr(
+        receipt_xml(
+            type_word="Carrier", is_error=is_error, extra_attributes='fwdToMessageId="new-id"'
+        )
+    )
+    assert receipt.status == Status.ENROUTE
+    assert receipt.gateway_status == "Forwarded"
+    assert receipt.description == "d; forwarded by the carrier to new-id"
+
+
+def test_the_forwarded_status_word_is_read() -> None:
+    [receipt] = dlr(receipt_xml(type_word="Forwarded"))
+    assert (receipt.status, receipt.gateway_status) == (Status.ENROUTE, "Forwarded")
+
+
+def test_the_alternates_receipts_keep_their_own_status() -> None:
+    [receipt] = dlr(receipt_xml(type_word="Handset", extra_attributes='fwdFromMessageId="o-1"'))
+    assert (receipt.status, receipt.forwarded_from) == (Status.DELIVERED, "o-1")
 
 
 # --- receipts: mapping ------------------------------------------------------------------------

@@ -34,8 +34,11 @@ STATES: dict[str, Status] = {
     "DELIVERED": Status.DELIVERED,
     "REJECTED": Status.REJECTED,
     "UNDELIVERABLE": Status.UNDELIVERABLE,
-    "UNKNOWN": Status.UNKNOWN,
+    # The seed: "rechazado por el operador, se desconoce el código de error" (SPEC 2.2).
+    "UNKNOWN": Status.REJECTED,
 }
+#: Description of an `UNKNOWN` receipt, which carries no error code of its own.
+UNKNOWN_DESCRIPTION = "rejected by the operator, which gave no error code"
 
 JSON = "application/json"
 #: Epoch milliseconds up to the end of year 9999: anything larger cannot be a date.
@@ -189,14 +192,21 @@ def _receipt(item: Any, where: str) -> Receipt:
             raise MalformedReceipt(f"{where}doneDate must be epoch milliseconds")
     extra = {"send_date": sent.isoformat()}
     operator = item.get("carrier")
+    missing: tuple[str, ...] = ()
     if isinstance(operator, str) and operator.strip():
         extra["carrier"] = operator.strip()
+    else:
+        # Required by the seed, but a carrier's omission must not lose a status.
+        missing = ("carrier",)
+    word = raw_state.strip()
     return Receipt(
         gateway_id=gateway_id,
-        gateway_status=raw_state.strip(),
+        gateway_status=word,
         status=status,
         at=done,
+        description=UNKNOWN_DESCRIPTION if word.upper() == "UNKNOWN" else "",
         extra=extra,
+        missing_fields=missing,
     )
 
 

@@ -36,7 +36,10 @@ STATES: dict[str, Status] = {
     "Handset": Status.DELIVERED,
     "Carrier": Status.ENROUTE,
     "System": Status.ENROUTE,
+    # The original's status once Vibes created an alternate for it (seed): not its end.
+    "Forwarded": Status.ENROUTE,
 }
+FORWARDED = "Forwarded"
 #: Any `isError="true"` receipt ...
 ERROR_STATUS = Status.UNDELIVERABLE
 #: ... except those whose `internalErrorCode` says the message was refused.
@@ -212,14 +215,14 @@ def parse_receipt(root: Element) -> Receipt:
     error_code = safexml.text_of(status_element, "errorCode") or ""
     internal_code = safexml.text_of(status_element, "internalErrorCode") or ""
 
+    known_type = _TYPES_BY_LOWER.get(type_word.lower())
     if is_error == "true":
         refused = _int(internal_code) in REFUSED_INTERNAL_CODES
         status = Status.REJECTED if refused else ERROR_STATUS
     else:
-        known = _TYPES_BY_LOWER.get(type_word.lower())
-        if known is None:
+        if known_type is None:
             raise MalformedReceipt(f"type {type_word[:40]!r} is not one of {', '.join(STATES)}")
-        status = STATES[known]
+        status = STATES[known_type]
 
     extra: dict[str, str] = {}
     submitter = _attribute(root, "submitterMessageId")
@@ -229,16 +232,27 @@ def parse_receipt(root: Element) -> Receipt:
     at = _receipt_date(raw_date) if raw_date else None
     if raw_date and at is None:
         extra["receipt_date"] = raw_date[:64]
+    description = safexml.text_of(status_element, "description") or ""
+    # The seed's prose also calls these forwardedMessageId / originalMessageId.
+    forwarded_to = normalise_id(_attribute(root, "fwdToMessageId", "forwardedMessageId"))
+    forwarded_from = normalise_id(_attribute(root, "fwdFromMessageId", "originalMessageId"))
+    gateway_status = type_word
+    if forwarded_to or known_type == FORWARDED:
+        # Vibes carries the failed message on by itself (status `Forwarded`): the message is
+        # not at its end, the alternate's receipts settle it.
+        status = Status.ENROUTE
+        gateway_status = FORWARDED
+        note = f"forwarded by the carrier to {forwarded_to}" if forwarded_to else "forwarded"
+        description = f"{description}; {note}" if description else note
     return Receipt(
         gateway_id=gateway_id,
-        gateway_status=type_word,
+        gateway_status=gateway_status,
         status=status,
         at=at,
         gateway_error="/".join(code for code in (error_code, internal_code) if code),
-        description=safexml.text_of(status_element, "description") or "",
-        # The seed's prose also calls these forwardedMessageId / originalMessageId.
-        forwarded_to=normalise_id(_attribute(root, "fwdToMessageId", "forwardedMessageId")),
-        forwarded_from=normalise_id(_attribute(root, "fwdFromMessageId", "originalMessageId")),
+        description=description,
+        forwarded_to=forwarded_to,
+        forwarded_from=forwarded_from,
         extra=extra,
     )
 

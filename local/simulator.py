@@ -47,6 +47,11 @@ EXPIRED = "expired"
 REJECTED = "rejected"
 FINAL_STATES = frozenset({DELIVERED, UNDELIVERABLE, EXPIRED, REJECTED})
 FAILED_STATES = frozenset({UNDELIVERABLE, EXPIRED, REJECTED})
+#: Vibes forwarding by itself (alternate delivery it was asked for): the original's `Forwarded`
+#: receipt (with `fwdToMessageId`), and the alternate's receipts (`ALT + state`, under the
+#: alternate's own id, with `fwdFromMessageId`).
+FORWARDED = "forwarded"
+ALT = "alt:"
 
 #: (connect, read) time-outs of the receipt posts.
 RECEIPT_TIMEOUT = (2.0, 15.0)
@@ -76,6 +81,9 @@ class Outcome:
     late: int = 0
     #: The receipts are posted (and finished) before the submission is answered.
     before_answer: bool = False
+    #: With alternate delivery asked for (Vibes), the carrier forwards the message by itself
+    #: and posts these receipts instead (FORWARDED, ALT + state); `receipts` otherwise.
+    forwarding: tuple[str, ...] | None = None
 
 
 def outcome_for(number: str, sender_type: str = "SC") -> Outcome:
@@ -101,6 +109,19 @@ def outcome_for(number: str, sender_type: str = "SC") -> Outcome:
             return Outcome(receipts=(ENROUTE, final))
         case "19":
             return Outcome(receipts=(DELIVERED,), before_answer=True)
+        case "21":
+            forward: tuple[str, ...] = (FORWARDED, ALT + ENROUTE, ALT + DELIVERED)
+            return Outcome(receipts=(ENROUTE, UNDELIVERABLE), forwarding=forward)
+        case "22":
+            forward = (ALT + DELIVERED, FORWARDED)
+            return Outcome(receipts=(ENROUTE, UNDELIVERABLE), forwarding=forward)
+        case "23":
+            # Receipt option FINAL: only the alternate's final comes.
+            forward = (ALT + DELIVERED,)
+            return Outcome(receipts=(ENROUTE, UNDELIVERABLE), forwarding=forward)
+        case "24":
+            forward = (FORWARDED, ALT + UNDELIVERABLE)
+            return Outcome(receipts=(ENROUTE, UNDELIVERABLE), forwarding=forward)
         case _:
             return Outcome()
 
@@ -221,6 +242,8 @@ class _Incoming:
     api_key: str | None = None
     callback_url: str = ""
     receipt_option: str = "ALL"
+    #: Vibes `alternateDelivery="true"`: the carrier may forward the message by itself.
+    alternate_delivery: bool = False
 
 
 @dataclass(slots=True)
@@ -247,6 +270,8 @@ class _Plan:
     dlr_password: str
     submitted_ms: int
     timeline: _Timeline | None = None
+    #: The id of the carrier's own alternate, when it forwards the message by itself.
+    alternate_id: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,6 +456,7 @@ class _Vibes(_Format):
             receipt_option=((option.text or "ALL") if option is not None else "NONE")
             .strip()
             .upper(),
+            alternate_delivery=root.get("alternateDelivery", "").strip().lower() == "true",
         )
 
     def accepted(self, gateway_id: str, incoming: _Incoming) -> _Reply:
@@ -449,9 +475,9 @@ class _Vibes(_Format):
             case "NONE":
                 return ()
             case "FINAL":
-                return tuple(state for state in states if state in FINAL_STATES)
+                return tuple(s for s in states if s.removeprefix(ALT) in FINAL_STATES)
             case "ERROR":
-                return tuple(state for state in states if state in FAILED_STATES)
+                return tuple(s for s in states if s.removeprefix(ALT) in FAILED_STATES)
             case _:
                 return states
 
@@ -459,15 +485,21 @@ class _Vibes(_Format):
         return incoming.callback_url
 
     def post(self, plan: _Plan, state: str) -> requests.Response:
+        attributes = {
+            "messageId": plan.gateway_id,
+            "submitterMessageId": plan.reference,
+            "receiptDate": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        if state == FORWARDED:
+            # The original failed at the carrier and Vibes created the alternate (seed).
+            attributes["fwdToMessageId"] = plan.alternate_id
+            state = UNDELIVERABLE
+        elif state.startswith(ALT):
+            attributes["messageId"] = plan.alternate_id
+            attributes["fwdFromMessageId"] = plan.gateway_id
+            state = state.removeprefix(ALT)
         kind, is_error, description, error_code, internal_code = self.RECEIPTS[state]
-        root = ET.Element(
-            "mtMessageResponse",
-            {
-                "messageId": plan.gateway_id,
-                "submitterMessageId": plan.reference,
-                "receiptDate": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            },
-        )
+        root = ET.Element("mtMessageResponse", attributes)
         ET.SubElement(root, "type").text = kind
         status = ET.SubElement(root, "status", {"isError": "true" if is_error else "false"})
         ET.SubElement(status, "description").text = description
@@ -953,16 +985,21 @@ class Simulator:
         incoming: _Incoming,
         outcome: Outcome,
     ) -> _Plan:
+        receipts = outcome.receipts
+        alternate_id = ""
+        if outcome.forwarding is not None and incoming.alternate_delivery:
+            receipts, alternate_id = outcome.forwarding, fmt.new_id(self._ids)
         plan = _Plan(
             carrier=carrier,
             fmt=fmt,
             gateway_id=gateway_id,
             reference=incoming.reference,
-            states=fmt.receipt_states(outcome.receipts, incoming),
+            states=fmt.receipt_states(receipts, incoming),
             url=fmt.receipt_url(self._api, carrier, incoming),
             dlr_login=str(creds.get("dlr_login") or ""),
             dlr_password=str(creds.get("dlr_password") or ""),
             submitted_ms=int(time.time() * 1000),
+            alternate_id=alternate_id,
         )
         if fmt.polled:
             plan.timeline = _Timeline(plan.states, time.time())
@@ -983,6 +1020,7 @@ class Simulator:
                 "gateway_id": gateway_id,
                 "at": _now_iso(),
                 "answer": answer,
+                "alternate_delivery": incoming.alternate_delivery,
             }
         )
 

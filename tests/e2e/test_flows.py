@@ -81,15 +81,21 @@ def test_failures_and_the_early_receipt_end_in_their_final_status(
     client.wait_status(mid, final)
 
 
-def test_repeated_and_reordered_receipts_end_delivered_with_all_four_in_history(
+def test_repeated_and_reordered_receipts_end_delivered_with_each_distinct_one_in_history(
     client: Client,
 ) -> None:
     mid = unique("reorder")
     client.send(to="+4915112345615", message_id=mid)
     record = client.wait_for(
         mid,
-        lambda r: sum(h.get("source") == "receipt:smartswitch" for h in r["history"]) == 4,
+        lambda r: sum(h.get("source") == "receipt:smartswitch" for h in r["history"]) == 2,
     )
+    assert record["status"] == "delivered"
+    # The four receipts (delivered, enroute, delivered, enroute) repeat two: they add nothing.
+    time.sleep(1.0)
+    record = client.get(mid)
+    receipts = [h["status"] for h in record["history"] if h.get("source") == "receipt:smartswitch"]
+    assert receipts == ["delivered", "enroute"]
     assert record["status"] == "delivered"
 
 
@@ -216,7 +222,8 @@ def test_twenty_conflicting_receipts_in_parallel_obey_the_ordering_rules(client:
     assert answers == [200] * 20
     final = client.get(mid)
     receipts = [h for h in final["history"] if h.get("source") == "receipt:smartswitch"]
-    assert len(receipts) >= 20
+    # Each distinct receipt once, however the repeats raced.
+    assert sorted(h["status"] for h in receipts) == sorted(set(states))
     assert final["status"] in {"delivered", "undeliverable", "expired", "rejected"}
     # History is in commit order: the first final recorded is the one that stuck.
     first_final = next(h["status"] for h in receipts if h["status"] != "enroute")

@@ -150,7 +150,12 @@ def test_local_configuration_parses(document: dict[str, Any], secrets: dict[str,
     assert ofsc.password == "ofsc-secret"
 
     assert config.routes.default == "smartswitch"
-    assert config.routes.by_prefix == {"+380": "ip2sms", "+52": "conceptomovil", "+1": "vibes"}
+    assert config.routes.by_prefix == {
+        "+380": "ip2sms",
+        "+52": "conceptomovil",
+        "+1": "vibes",
+        "+1844": "vibes-longcode",
+    }
     assert config.status_timeout("2FA", 999) == 1800
     assert config.status_timeout("verification", 999) == 1800
     assert config.status_timeout("text", 999) == 999

@@ -169,10 +169,12 @@ def vibes_send(
     *,
     carrier: str = "vibes",
     auth: tuple[str, str] = SUBMIT_AUTH,
+    alternate_delivery: bool = False,
 ) -> requests.Response:
+    asked = "true" if alternate_delivery else "false"
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>'
-        f'<mtMessage submitterMessageId="{ref}" alternateDelivery="false">'
+        f'<mtMessage submitterMessageId="{ref}" alternateDelivery="{asked}">'
         f'<destination address="{to}" type="MDN"/><source address="98765" type="SC"/>'
         "<text>hello</text>"
         f'<receiptOption callbackUrl="{api.url}/dlr/{carrier}?token=vibes-secret">ALL'
@@ -264,6 +266,9 @@ def test_outcome_table() -> None:
     assert outcome_for("+18475551218", "SC").receipts[-1] == "undeliverable"
     assert outcome_for("+18475551218", "LC").receipts[-1] == "delivered"
     assert outcome_for("+380671234519").before_answer
+    for ending in ("21", "22", "23", "24"):
+        outcome = outcome_for(f"+184455512{ending}")
+        assert outcome.forwarding and outcome.receipts == ("enroute", "undeliverable")
 
 
 def test_smartswitch_default_enroute_then_delivered(sim: Simulator, api: FakeApi) -> None:
@@ -399,6 +404,78 @@ def test_vibes_18_fails_on_short_code_and_delivers_on_long_code(
     assert success.findtext("type") == "Handset"
     assert attribute(success, "status", "isError") == "false"
     assert vibes_receipts(api, long_id)[-1]["request"]["path"] == "/dlr/vibes-longcode"
+
+
+def vibes_forwarding(
+    sim: Simulator, api: FakeApi, ending: str, count: int
+) -> tuple[str, list[ET.Element]]:
+    """Submit with alternate delivery asked; the original's id and every receipt about it (its
+    own and its alternate's), in the order they arrived."""
+    response = vibes_send(sim, api, f"+184455512{ending}", reference(), alternate_delivery=True)
+    original = ET.fromstring(response.content).get("messageId") or ""
+
+    def about_it() -> list[ET.Element]:
+        posted = api.requests_where(lambda r: r["path"].startswith("/dlr/vibes"))
+        roots = [ET.fromstring(item["body"]) for item in posted]
+        return [
+            root
+            for root in roots
+            if original in (root.get("messageId"), root.get("fwdFromMessageId"))
+        ]
+
+    wait_until(lambda: len(about_it()) >= count)
+    time.sleep(DELAY_MS * 3 / 1000)
+    return original, about_it()
+
+
+def test_vibes_21_the_carrier_forwards_by_itself_original_receipt_first(
+    sim: Simulator, api: FakeApi
+) -> None:
+    original, receipts = vibes_forwarding(sim, api, "21", 3)
+    forward, *alternate = receipts
+    alternate_id = forward.get("fwdToMessageId") or ""
+    assert forward.get("messageId") == original
+    assert alternate_id and alternate_id != original
+    assert attribute(forward, "status", "isError") == "true"
+    assert [r.findtext("type") for r in alternate] == ["Carrier", "Handset"]
+    for root in alternate:
+        assert root.get("messageId") == alternate_id
+        assert root.get("fwdFromMessageId") == original
+
+
+def test_vibes_22_the_alternates_handset_comes_first(sim: Simulator, api: FakeApi) -> None:
+    original, receipts = vibes_forwarding(sim, api, "22", 2)
+    first, second = receipts
+    assert first.get("fwdFromMessageId") == original and first.findtext("type") == "Handset"
+    assert second.get("messageId") == original and second.get("fwdToMessageId")
+
+
+def test_vibes_23_only_the_alternates_final(sim: Simulator, api: FakeApi) -> None:
+    original, receipts = vibes_forwarding(sim, api, "23", 1)
+    [final] = receipts
+    assert final.get("fwdFromMessageId") == original
+    assert final.findtext("type") == "Handset"
+
+
+def test_vibes_24_the_alternate_fails(sim: Simulator, api: FakeApi) -> None:
+    _, receipts = vibes_forwarding(sim, api, "24", 2)
+    forward, failure = receipts
+    assert forward.get("fwdToMessageId") == failure.get("messageId")
+    assert attribute(failure, "status", "isError") == "true"
+
+
+def test_vibes_forwards_only_when_alternate_delivery_was_asked(
+    sim: Simulator, api: FakeApi
+) -> None:
+    ref = reference()
+    response = vibes_send(sim, api, "+18445551221", ref)
+    gateway_id = ET.fromstring(response.content).get("messageId") or ""
+    wait_until(lambda: len(vibes_receipts(api, gateway_id)) >= 2)
+    time.sleep(DELAY_MS * 3 / 1000)
+    receipts = [r["root"] for r in vibes_receipts(api, gateway_id)]
+    assert all(root.get("fwdToMessageId") is None for root in receipts)
+    assert attribute(receipts[-1], "status", "isError") == "true"
+    assert sim_submissions(sim, ref)[0]["alternate_delivery"] is False
 
 
 def test_vibes_16_expired(sim: Simulator, api: FakeApi) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from smsbridge.repository import HISTORY_HEAD, HISTORY_TAIL, MessageRepository
+from smsbridge.repository import HISTORY_HEAD, HISTORY_TAIL, MAX_ORPHANS, MessageRepository
 from tests.handlers.conftest import Stack
 from tests.handlers.test_dlr_webhook import SMARTSWITCH_AUTH
 from tests.support import basic, bearer, http_event
@@ -372,6 +372,20 @@ def test_conceptomovil_receipt_without_carrier_is_applied_and_counted(
     final = record_of(stack, record["id"])
     assert final["status"] == "delivered"
     assert "operator" not in final
+
+
+def test_orphans_of_one_carrier_id_are_kept_once_and_bounded(stack: Stack) -> None:
+    repeats = [seed_body("424242", doneDate=1588694204000)] * 100
+    distinct = [seed_body("424242", doneDate=1588694204000 + n) for n in range(MAX_ORPHANS + 5)]
+    assert conceptomovil(stack, repeats)["body"] == "OK"
+    assert conceptomovil(stack, distinct)["body"] == "OK"
+    record = send(stack, "+525512345604", "orph-1")
+    link = MessageRepository(stack.dynamodb, stack.table).link_gateway_id(
+        "conceptomovil", "424242", record["id"], expires_at=int(time.time()) + 60
+    )
+    assert link.linked
+    # The 100 repeats were kept once; the distinct ones only up to the limit.
+    assert len(link.orphans) == MAX_ORPHANS
 
 
 def test_an_unreadable_vibes_receipt_date_is_kept_as_text(stack: Stack) -> None:

@@ -11,10 +11,11 @@ from urllib.parse import urlencode
 
 import pytest
 
+from local.api import http_event
 from smsbridge.repository import HISTORY_HEAD, HISTORY_TAIL, MAX_ORPHANS, MessageRepository
 from tests.handlers.conftest import Stack
 from tests.handlers.test_dlr_webhook import SMARTSWITCH_AUTH
-from tests.support import basic, bearer, http_event
+from tests.support import basic, bearer
 
 XML = {"Content-Type": "application/xml"}
 TOKEN = "token=vibes-secret"

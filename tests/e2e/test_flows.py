@@ -137,8 +137,12 @@ def test_alternate_delivery_forwards_a_short_code_failure_to_the_long_code(clien
     client.send(to="+18475551218", message_id=mid, alternate_delivery=True)
     original = client.wait_status(mid, "forwarded")
     assert original["forwarded_to"]
-    tries = client.submissions()
-    alternate = [t for t in tries if t["reference"] == original["forwarded_to"]]
+    # The alternate is queued when the original becomes forwarded; dispatch submits it next.
+    deadline = time.monotonic() + 10
+    alternate = client.submissions(original["forwarded_to"])
+    while not alternate and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alternate = client.submissions(original["forwarded_to"])
     assert alternate and alternate[0]["carrier"] == "vibes-longcode"
 
 

@@ -8,10 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from smsbridge.intake import MessageRequest
 from smsbridge.models import Message, Origin
-from smsbridge.statuses import OFSC_STATUS, Status
+from smsbridge.originator import view_of
+from smsbridge.statuses import Status
 
 MAX_BATCH = 100
 
+#: The shape only; `smsbridge.callback_urls` decides whether the address may be called.
 CallbackUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)]
 
 
@@ -57,21 +59,17 @@ class BatchIn(BaseModel):
     messages: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-def originator_status(message: Message) -> str:
-    """The status word the originator sees (OFSC's vocabulary, SPEC 2)."""
-    return OFSC_STATUS.get(message.status) or "sending"
-
-
 def message_response(message: Message) -> dict[str, Any]:
-    """The `message_response` fields, as JSON, for one accepted message."""
+    """The `message_response` fields, as JSON: `message` is the originator's outcome (the
+    alternate of a forwarded message), read through `smsbridge.originator`."""
+    view = view_of(message)
     answer: dict[str, Any] = {
-        "message_id": message.message_id,
-        "status": originator_status(message),
-        "external_id": message.id,
+        "message_id": view.message_id,
+        "status": view.word,
+        "external_id": view.external_id,
     }
-    if message.status in (Status.FAILED, Status.EXPIRED, Status.CANCELLED) or (
-        message.is_final and message.status != Status.DELIVERED
-    ):
-        answer["description"] = message.description
+    if view.final and view.status != Status.DELIVERED:
+        answer["description"] = view.description
+    if view.stop_further_attempts:
         answer["stop_further_attempts"] = 1
     return answer

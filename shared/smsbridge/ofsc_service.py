@@ -12,8 +12,9 @@ from datetime import datetime
 from smsbridge import auth, ofsc
 from smsbridge.config import ClientConfig
 from smsbridge.intake import CancelResult, Intake, MessageRequest
-from smsbridge.models import Message, Origin, utcnow
-from smsbridge.statuses import OFSC_STATUS, Status
+from smsbridge.models import Message, Origin, parse_iso, utcnow
+from smsbridge.originator import view_of
+from smsbridge.statuses import Status
 from smsbridge.web import HttpAnswer, HttpRequest
 
 logger = logging.getLogger("smsbridge.ofsc")
@@ -121,29 +122,21 @@ class OfscService:
         )
 
     def _response(self, client: ClientConfig, message: Message) -> ofsc.MessageResponse:
-        if message.status in (Status.FAILED, Status.EXPIRED, Status.CANCELLED):
-            return ofsc.MessageResponse(
-                message_id=message.message_id,
-                status="failed",
-                description=message.description,
-                stop_further_attempts=True,
-            )
-        if message.status == Status.FORWARDED:
-            outcome = self._intake.outcome(client, message.message_id) or message
-            status = OFSC_STATUS.get(outcome.status) or "sending"
-        else:
-            status = OFSC_STATUS.get(message.status) or "sending"
+        view = view_of(self._intake.outcome_of(message))
+        status = view.word
         if status == "sending" and client.workflow == "simple":
             status = "sent"
         return ofsc.MessageResponse(
-            message_id=message.message_id,
+            message_id=view.message_id,
             status=status,
-            description=message.description if status == "failed" else None,
+            description=view.description if view.final and status != "delivered" else None,
+            sent=ofsc.format_now(parse_iso(view.delivered_at)) if view.delivered_at else None,
+            stop_further_attempts=view.stop_further_attempts,
         )
 
     def _status(self, client: ClientConfig, message_id: str) -> ofsc.Result:
         message = self._intake.outcome(client, message_id)
-        return ofsc.status_result(message_id, message.status if message else None)
+        return ofsc.status_result(message_id, view_of(message).status if message else None)
 
     def _drop(self, client: ClientConfig, message_id: str) -> ofsc.Result:
         result, message = self._intake.cancel(client, message_id)

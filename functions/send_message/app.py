@@ -16,7 +16,7 @@ import smsbridge
 from smsbridge import auth
 from smsbridge.api_models import BatchIn, MessageIn, message_response
 from smsbridge.config import ClientConfig
-from smsbridge.intake import CancelResult, Intake
+from smsbridge.intake import CallbackUrlRefused, CancelResult, Intake
 from smsbridge.ofsc_service import OfscService
 from smsbridge.runtime import Runtime
 from smsbridge.web import HttpAnswer, HttpRequest
@@ -78,8 +78,16 @@ def ofsc_outbound() -> Response[Any]:
 def post_messages(payload: Annotated[MessageIn | BatchIn, Body()]) -> Response[Any]:
     client = _json_client()
     items = payload.messages if isinstance(payload, BatchIn) else [payload]
-    stored = _intake().accept(client, [item.to_request() for item in items])
-    answers = [message_response(message) for message in stored]
+    intake = _intake()
+    try:
+        stored = intake.accept(client, [item.to_request() for item in items])
+    except CallbackUrlRefused as refused:
+        where: list[str | int] = ["body", "callback_url"]
+        if isinstance(payload, BatchIn):
+            where = ["body", "messages", refused.index, "callback_url"]
+        detail = [{"loc": where, "msg": refused.reason, "type": "callback_url_refused"}]
+        return Response(422, JSON, {"statusCode": 422, "detail": detail})
+    answers = [message_response(intake.outcome_of(message)) for message in stored]
     body: dict[str, Any] = {"messages": answers} if isinstance(payload, BatchIn) else answers[0]
     return Response(202, JSON, body)
 

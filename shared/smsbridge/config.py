@@ -70,6 +70,17 @@ class Settings:
     message_ttl_days: int = 90
     orphan_ttl_days: int = 7
     max_body_bytes: int = 256 * 1024
+    #: notify: its queue and dead-letter queue, tries and back-off of one callback.
+    notify_queue_url: str = ""
+    notify_dead_letter_queue_url: str = ""
+    notify_max_attempts: int = 8
+    notify_backoff_seconds: int = 30
+    #: Read time-out of one callback (the connect time-out is at most this, and 3 s).
+    notify_timeout_seconds: int = 5
+    #: Callbacks sent at the same time by one invocation.
+    notify_concurrency: int = 8
+    #: How long an `all` status waits for the one before it before it goes out anyway.
+    notify_order_wait_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +119,21 @@ class Settings:
             message_ttl_days=_env_int(env, "MESSAGE_TTL_DAYS", d.message_ttl_days, 1),
             orphan_ttl_days=_env_int(env, "ORPHAN_TTL_DAYS", d.orphan_ttl_days, 1),
             max_body_bytes=_env_int(env, "MAX_BODY_BYTES", d.max_body_bytes, 1),
+            notify_queue_url=env.get("NOTIFY_QUEUE_URL") or d.notify_queue_url,
+            notify_dead_letter_queue_url=(
+                env.get("NOTIFY_DEAD_LETTER_QUEUE_URL") or d.notify_dead_letter_queue_url
+            ),
+            notify_max_attempts=_env_int(env, "NOTIFY_MAX_ATTEMPTS", d.notify_max_attempts, 1),
+            notify_backoff_seconds=_env_int(
+                env, "NOTIFY_BACKOFF_SECONDS", d.notify_backoff_seconds
+            ),
+            notify_timeout_seconds=_env_int(
+                env, "NOTIFY_TIMEOUT_SECONDS", d.notify_timeout_seconds, 1
+            ),
+            notify_concurrency=_env_int(env, "NOTIFY_CONCURRENCY", d.notify_concurrency, 1),
+            notify_order_wait_seconds=_env_int(
+                env, "NOTIFY_ORDER_WAIT_SECONDS", d.notify_order_wait_seconds
+            ),
         )
 
 
@@ -152,6 +178,10 @@ class ClientConfig:
     auth_hash: str = "sha256"
     #: Where status callbacks go (OFSC: overrides app_host/app_port/app_url).
     callback_url: str = ""
+    #: Callback hosts allowed although they are loopback/private (and over http): local use.
+    callback_hosts_allowed: tuple[str, ...] = ()
+    #: OFSC `company` of the `user` block sent with set_message_status (default: the name).
+    company: str = ""
     # Secrets:
     login: str = ""
     password: str = ""
@@ -292,6 +322,9 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
         senders = raw.get("senders", [])
         if not isinstance(senders, list) or not all(isinstance(s, str) for s in senders):
             raise ConfigError(f"{where}senders must be a list of strings")
+        hosts = raw.get("callback_hosts_allowed", [])
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+            raise ConfigError(f"{where}callback_hosts_allowed must be a list of host names")
         secret = secret_clients.get(name, {})
         if not isinstance(secret, dict):
             raise ConfigError(f"secrets.clients.{name} must be an object")
@@ -303,6 +336,8 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
             workflow=workflow,
             auth_hash=auth_hash,
             callback_url=_str(raw, "callback_url", where),
+            callback_hosts_allowed=tuple(host.lower().strip("[]") for host in hosts),
+            company=_str(raw, "company", where, name),
             login=_str(secret, "login", f"secrets.{where}", _str(raw, "login", where, name)),
             password=_str(secret, "password", f"secrets.{where}"),
             token=_str(secret, "token", f"secrets.{where}"),

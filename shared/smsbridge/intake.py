@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
-from smsbridge import phone, text
+from smsbridge import callback_urls, phone, text
 from smsbridge.config import MESSAGE_TYPES, ClientConfig
 from smsbridge.models import HistoryEntry, Message, Origin, iso, message_key
 from smsbridge.statuses import Status
@@ -45,6 +45,16 @@ class MessageRequest:
     invalid_reason: str = ""
 
 
+class CallbackUrlRefused(ValueError):
+    """A request's `callback_url` may not be called; nothing of the request was stored."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        #: Position of the message in the request.
+        self.index = index
+        self.reason = reason
+
+
 class CancelResult(Enum):
     CANCELLED = "cancelled"
     UNDER_PROCESSING = "under_processing"
@@ -62,7 +72,11 @@ class Intake:
         self._lifecycle = tracker.lifecycle
 
     def accept(self, client: ClientConfig, requests: Sequence[MessageRequest]) -> list[Message]:
-        """Store every message (once) and queue the new valid ones; answers in request order."""
+        """Store every message (once) and queue the new valid ones; answers in request order.
+
+        A refused `callback_url` raises CallbackUrlRefused before anything is stored.
+        """
+        self._check_callback_urls(client, requests)
         now = self._clock()
         answers: list[Message] = []
         to_queue: list[str] = []
@@ -95,9 +109,28 @@ class Intake:
     def outcome(self, client: ClientConfig, message_id: str) -> Message | None:
         """The message whose status the originator hears: the alternate of a forwarded one."""
         message = self.find(client, message_id)
-        if message is not None and message.status == Status.FORWARDED and message.forwarded_to:
+        return None if message is None else self.outcome_of(message)
+
+    def outcome_of(self, message: Message) -> Message:
+        """`message`, or its alternate when it was forwarded (see `smsbridge.originator`)."""
+        if message.status == Status.FORWARDED and message.forwarded_to:
             return self._repository.get(message.forwarded_to) or message
         return message
+
+    @staticmethod
+    def _check_callback_urls(client: ClientConfig, requests: Sequence[MessageRequest]) -> None:
+        checked: set[str] = set()
+        for index, request in enumerate(requests):
+            url = request.callback_url
+            if not url or url in checked:
+                continue
+            try:
+                callback_urls.check(url, client.callback_hosts_allowed)
+            except callback_urls.RefusedUrl as exc:
+                raise CallbackUrlRefused(index, str(exc)) from None
+            except callback_urls.UnresolvedHost:
+                pass  # not resolvable now: notify checks it again before every call
+            checked.add(url)
 
     def cancel(self, client: ClientConfig, message_id: str) -> tuple[CancelResult, Message | None]:
         cancelled, message = self._repository.cancel(

@@ -147,6 +147,9 @@ class Message:
     #: Poller bookkeeping: when the open message is next looked at, and how often it was polled.
     next_check_at: int | None = None
     poll_count: int = 0
+    #: Status changes so far (an alternate continues its original's count), so the statuses
+    #: of one client message are numbered in the order they happened (notify orders by it).
+    status_seq: int = 0
 
     @property
     def is_final(self) -> bool:

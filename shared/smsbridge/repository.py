@@ -260,6 +260,7 @@ def message_to_item(message: Message) -> dict[str, Any]:
         "expires_at": message.expires_at,
         "text": message.text,
         "country": message.country,
+        "status_seq": message.status_seq or None,
     }
     return {key: _to_av(value) for key, value in data.items() if value not in ("", None)}
 
@@ -306,7 +307,15 @@ def message_from_item(item: dict[str, Any]) -> Message:
         country=data.get("country", ""),
         next_check_at=int(data["next_check_at"]) if "next_check_at" in data else None,
         poll_count=int(data.get("poll_count", 0)),
+        status_seq=int(data.get("status_seq", 0)),
     )
+
+
+def message_from_image(image: dict[str, Any] | None) -> Message | None:
+    """A message from a stream record's image (None for other item kinds or no image)."""
+    if not image or image.get("item_type", {}).get("S") != "message" or "status" not in image:
+        return None
+    return message_from_item(image)
 
 
 class _Update:
@@ -537,6 +546,12 @@ class MessageRepository:
                 update.set(key, value)
             new = plan.status
             if new != current.status:
+                # One write is one status change on the stream: notify orders by this number.
+                update.set_expression(
+                    "#status_seq = if_not_exists(#status_seq, :zero_seq) + :one_seq",
+                    {"#status_seq": "status_seq"},
+                    {":zero_seq": 0, ":one_seq": 1},
+                )
                 if new.is_final:
                     update.remove("open_shard", "next_check_at", "text", "claimed_until")
                 elif next_check is not None:
@@ -624,6 +639,7 @@ class MessageRepository:
                 UpdateExpression=(
                     "SET #status = :cancelled, status_changed_at = :now, updated_at = :now, "
                     "description = :description, "
+                    "status_seq = if_not_exists(status_seq, :zero) + :one, "
                     "#history = list_append(if_not_exists(#history, :empty), :entry) "
                     "REMOVE open_shard, next_check_at, #text, claimed_until"
                 ),
@@ -640,6 +656,8 @@ class MessageRepository:
                     ":cancelled": {"S": Status.CANCELLED.value},
                     ":now": {"S": iso(now)},
                     ":description": {"S": "cancelled by the originator"},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
                     ":empty": {"L": []},
                     ":entry": _to_av([entry.to_dict()]),
                     ":message": {"S": "message"},
@@ -668,6 +686,48 @@ class MessageRepository:
                 break
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         return ids
+
+    # --- notify bookkeeping ---------------------------------------------------------------
+
+    def notified_seqs(self, message_ids: Iterable[str]) -> dict[str, int]:
+        """message id -> the status number its originator was last told (0: none yet)."""
+        keys = [{"id": {"S": mid}} for mid in dict.fromkeys(message_ids)]
+        found: dict[str, int] = {}
+        while keys:
+            chunk, keys = keys[:100], keys[100:]
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": chunk,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "id, notified_seq",
+                }
+            }
+            while request:
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    found[item["id"]["S"]] = int(item.get("notified_seq", {}).get("N", "0"))
+                request = answer.get("UnprocessedKeys") or {}
+                if request:
+                    time.sleep(0.05)
+        return found
+
+    def mark_notified(self, message_id: str, seq: int) -> bool:
+        """Record that the originator heard status number `seq` (never moves backwards);
+        False when a later one was recorded first or the message is gone."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": message_id}},
+                UpdateExpression="SET notified_seq = :seq",
+                ConditionExpression=(
+                    "attribute_exists(id) AND "
+                    "(attribute_not_exists(notified_seq) OR notified_seq < :seq)"
+                ),
+                ExpressionAttributeValues={":seq": {"N": str(seq)}},
+            )
+        except self._conditional_failed:
+            return False
+        return True
 
     # --- carrier ids and orphan receipts --------------------------------------------------
 

@@ -185,6 +185,7 @@ class StatusTracker:
             forwarded_to="",
             forwarded_from=original.id,
             submitter_message_id=original.message_id,
+            status_seq=forwarded.status_seq,
             alternate_delivery=False,
             inserted_at=iso(now),
             updated_at=iso(now),

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
+    from smsbridge.notify import Job
+
 #: SQS caps a visibility time-out at 12 hours.
 MAX_VISIBILITY_SECONDS = 12 * 3600
 
@@ -40,6 +42,47 @@ class DispatchQueue:
             ReceiptHandle=receipt_handle,
             VisibilityTimeout=max(0, min(seconds, MAX_VISIBILITY_SECONDS)),
         )
+
+
+class NotifyQueue:
+    """The notify queue (jobs from the stream) and its dead-letter queue."""
+
+    def __init__(self, client: SQSClient, queue_url: str, dead_letter_url: str) -> None:
+        self._client = client
+        self._url = queue_url
+        self._dead_letter_url = dead_letter_url
+
+    def enqueue(self, bodies: Sequence[str]) -> list[int]:
+        """Queue job bodies (10 a call); returns the positions that could not be queued."""
+        failed: list[int] = []
+        for start in range(0, len(bodies), 10):
+            answer = self._client.send_message_batch(
+                QueueUrl=self._url,
+                Entries=[
+                    {"Id": str(start + index), "MessageBody": body}
+                    for index, body in enumerate(bodies[start : start + 10])
+                ],
+            )
+            failed.extend(int(entry["Id"]) for entry in answer.get("Failed", []))
+        return sorted(failed)
+
+    def retry_later(self, receipt_handle: str, seconds: int) -> None:
+        self._client.change_message_visibility(
+            QueueUrl=self._url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(seconds, MAX_VISIBILITY_SECONDS)),
+        )
+
+    def requeue(self, job: Job, delay: int) -> None:
+        """The job again as a new record, after `delay` seconds (at most 900)."""
+        self._client.send_message(
+            QueueUrl=self._url, MessageBody=job.to_json(), DelaySeconds=max(0, min(delay, 900))
+        )
+
+    def dead_letter(self, job: Job, reason: str) -> None:
+        body = json.loads(job.to_json())
+        body["dead_letter_reason"] = reason
+        self._client.send_message(QueueUrl=self._dead_letter_url, MessageBody=json.dumps(body))
 
 
 def message_id_of(record_body: str) -> str:

@@ -771,6 +771,8 @@ class Simulator:
         self._ids = _NUMERIC_IDS
         self._submissions: list[dict[str, Any]] = []
         self._callbacks: list[dict[str, Any]] = []
+        #: (path, query) -> calls the back office received there (for `?fail=N`)
+        self._back_office_calls: dict[tuple[str, str], int] = {}
         #: (carrier, reference) -> tries seen / carrier id of the taken message / held receipts
         self._tries: dict[tuple[str, str], int] = {}
         self._taken: dict[tuple[str, str], str] = {}
@@ -843,6 +845,7 @@ class Simulator:
         with self._lock:
             self._submissions.clear()
             self._callbacks.clear()
+            self._back_office_calls.clear()
             self._tries.clear()
             self._taken.clear()
 
@@ -854,7 +857,13 @@ class Simulator:
         query = parse_qs(split.query)
         if parts[0] == "_sim":
             return self._route_sim(
-                method, split.path, parts=parts[1:], query=query, headers=headers, body=body
+                method,
+                split.path,
+                parts=parts[1:],
+                query=query,
+                raw_query=split.query,
+                headers=headers,
+                body=body,
             )
         if len(parts) == 2 and parts[0] in self._carriers:
             fmt, settings, creds = self._carriers[parts[0]]
@@ -881,6 +890,7 @@ class Simulator:
         *,
         parts: list[str],
         query: dict[str, list[str]],
+        raw_query: str = "",
         headers: Message,
         body: bytes,
     ) -> _Routed:
@@ -901,9 +911,9 @@ class Simulator:
                 self.reset()
                 return _Routed(_json_reply(200, {"status": "ok"}))
             case "ofsc":
-                return _Routed(self._ofsc(path, headers, body))
+                return _Routed(self._ofsc(path, raw_query, query, headers, body))
             case _:
-                return _Routed(self._json_callback(path, headers, body))
+                return _Routed(self._json_callback(path, raw_query, query, headers, body))
 
     # ---- carriers
 
@@ -1112,16 +1122,44 @@ class Simulator:
 
     # ---- back office
 
-    def _ofsc(self, path: str, headers: Message, body: bytes) -> _Reply:
-        """OFSC `set_message_status`: record it and answer OK for every message_id."""
+    def _failing(self, path: str, raw_query: str, query: dict[str, list[str]]) -> int | None:
+        """The error status to answer this back-office call with, per `?fail=N|always`."""
+        fail = (query.get("fail") or [""])[-1].strip().lower()
+        key = (path, raw_query)
+        with self._lock:
+            calls = self._back_office_calls[key] = self._back_office_calls.get(key, 0) + 1
+        if fail == "always":
+            return 503
+        if fail.isdigit() and calls <= int(fail):
+            return 500
+        return None
+
+    def _record_call(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._callbacks.append(entry)
+
+    def _ofsc(
+        self,
+        path: str,
+        raw_query: str,
+        query: dict[str, list[str]],
+        headers: Message,
+        body: bytes,
+    ) -> _Reply:
+        """OFSC `set_message_status`: record it and answer per message (`OK`, or `?code=`).
+
+        `?fail=N` answers the first N calls with a SOAP Fault (HTTP 500), `?fail=always` with 503.
+        """
         entry: dict[str, Any] = {
             "kind": "ofsc",
             "path": path,
+            "query": raw_query,
             "headers": dict(headers.items()),
             "body": body.decode("utf-8", "replace"),
             "at": _now_iso(),
             "operation": "",
             "messages": [],
+            "user": {},
         }
         try:
             root = _parse_xml(body)
@@ -1136,41 +1174,65 @@ class Simulator:
                 for element in root.iter()
                 if _local(element.tag) == "message"
             ]
-        with self._lock:
-            self._callbacks.append(entry)
-        if root is None:
+            user = next((e for e in root.iter() if _local(e.tag) == "user"), None)
+            if user is not None:
+                entry["user"] = {_local(item.tag): (item.text or "").strip() for item in user}
+        failing = self._failing(path, raw_query, query)
+        if root is None or failing is not None:
+            reason = "the request is not XML" if root is None else "simulated back-office failure"
             fault = (
-                "<SOAP-ENV:Fault><faultcode>SOAP-ENV:Client</faultcode>"
-                "<faultstring>the request is not XML</faultstring></SOAP-ENV:Fault>"
+                "<SOAP-ENV:Fault><faultcode>SOAP-ENV:"
+                f"{'Client' if root is None else 'Server'}</faultcode>"
+                f"<faultstring>{reason}</faultstring></SOAP-ENV:Fault>"
             )
-            return _Reply(500, _envelope(fault), "text/xml; charset=utf-8")
+            status = 500 if root is None or failing is None else failing
+            entry["answered"] = status
+            self._record_call(entry)
+            return _Reply(status, _envelope(fault), "text/xml; charset=utf-8")
+        code = escape((query.get("code") or ["OK"])[-1])
         answers = "".join(
             f"<message_response><message_id>{escape((element.text or '').strip())}</message_id>"
-            "<result><code>OK</code></result></message_response>"
+            f"<result><code>{code}</code></result></message_response>"
             for element in root.iter()
             if _local(element.tag) == "message_id"
         )
         response = f"<urn:set_message_status_response>{answers}</urn:set_message_status_response>"
+        entry["answered"] = 200
+        self._record_call(entry)
         return _Reply(200, _envelope(response), "text/xml; charset=utf-8")
 
-    def _json_callback(self, path: str, headers: Message, body: bytes) -> _Reply:
-        """A JSON `callback_url` call: record it (raw body kept for signature checks)."""
+    def _json_callback(
+        self,
+        path: str,
+        raw_query: str,
+        query: dict[str, list[str]],
+        headers: Message,
+        body: bytes,
+    ) -> _Reply:
+        """A JSON `callback_url` call: record it (raw body kept for signature checks).
+
+        `?fail=N` answers 500 to the first N calls to this path and query, `?fail=always` 503.
+        """
         text = body.decode("utf-8", "replace")
         try:
             document: Any = json.loads(text)
         except ValueError:
             document = None
-        with self._lock:
-            self._callbacks.append(
-                {
-                    "kind": "json",
-                    "path": path,
-                    "headers": dict(headers.items()),
-                    "body": text,
-                    "json": document,
-                    "at": _now_iso(),
-                }
-            )
+        failing = self._failing(path, raw_query, query)
+        self._record_call(
+            {
+                "kind": "json",
+                "path": path,
+                "query": raw_query,
+                "headers": dict(headers.items()),
+                "body": text,
+                "json": document,
+                "at": _now_iso(),
+                "answered": failing or 200,
+            }
+        )
+        if failing is not None:
+            return _text_reply(failing, "simulated failure")
         return _text_reply(200, "OK")
 
 

@@ -21,6 +21,8 @@ FAST = {
     "REQUEUE_AFTER_SECONDS": "30",
     "SUBMIT_BACKOFF_SECONDS": "1",
     "STATUS_TIMEOUT_SECONDS": "12",
+    "NOTIFY_MAX_ATTEMPTS": "4",
+    "NOTIFY_BACKOFF_SECONDS": "1",
 }
 
 
@@ -59,6 +61,11 @@ class Client:
             f"{self.sim}/_sim/submissions", timeout=10
         ).json()
         return [r for r in rows if reference is None or r["reference"] == reference]
+
+    def callbacks(self, path: str) -> list[dict[str, Any]]:
+        """What the simulated back office received on `path` (any query), in arrival order."""
+        rows: list[dict[str, Any]] = self.http.get(f"{self.sim}/_sim/callbacks", timeout=10).json()
+        return [r for r in rows if r["path"] == path]
 
     def wait_for(
         self, message_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 20

@@ -1,0 +1,228 @@
+"""notify against moto: the stream stage queues jobs and calls no one; the queue stage reads
+OFSC answers per message (NOT FOUND is not retried, a SOAP Fault is) and a dead endpoint does not
+hold a batch up."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from smsbridge.models import Message, Origin, message_key
+from smsbridge.repository import MessageRepository, message_to_item
+from smsbridge.statuses import Status
+from tests.handlers.conftest import Stack
+from tests.support import FakeContext
+
+
+@pytest.fixture
+def notify(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.setenv("NOTIFY_QUEUE_URL", stack.resources.queue_url("NotifyQueue"))
+    monkeypatch.setenv(
+        "NOTIFY_DEAD_LETTER_QUEUE_URL", stack.resources.queue_url("NotifyDeadLetterQueue")
+    )
+    monkeypatch.setenv("NOTIFY_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("NOTIFY_TIMEOUT_SECONDS", "1")
+    yield stack.handler("notify")
+
+
+def set_ofsc_callback(stack: Stack, url: str) -> None:
+    """Point the OFSC client's callback URL somewhere else (the config is read afresh)."""
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+
+    client = boto3.client("ssm", region_name="eu-west-1")
+    name = "/smsbridge/config"
+    config = json.loads(client.get_parameter(Name=name)["Parameter"]["Value"])
+    config["clients"]["ofsc"]["callback_url"] = url
+    client.put_parameter(Name=name, Value=json.dumps(config), Type="String", Overwrite=True)
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+def stored(stack: Stack, *, client: str, status: Status, seq: int, **fields: Any) -> Message:
+    message_id = fields.pop("message_id", uuid.uuid4().hex[:12])
+    message = Message(
+        id=message_key(client, message_id),
+        client=client,
+        message_id=message_id,
+        phone_number="+4915112345601",
+        type="text",
+        body="hello",
+        sender="SMSBRIDGE",
+        carrier="smartswitch",
+        segments=1,
+        encoding="GSM-7",
+        status=status,
+        inserted_at="2026-11-30T10:00:00.000Z",
+        updated_at="2026-11-30T10:00:05.000Z",
+        status_changed_at="2026-11-30T10:00:05.000Z",
+        delivered_at="2026-11-30T10:00:05.000Z" if status == Status.DELIVERED else "",
+        description=str(status),
+        status_seq=seq,
+        **fields,
+    )
+    MessageRepository(stack.dynamodb, stack.table).create(message, next_check_at=None)
+    return message
+
+
+def stream_event(changes: list[tuple[Message, Status]]) -> dict[str, Any]:
+    records = []
+    for number, (message, old_status) in enumerate(changes, 1):
+        new = message_to_item(message)
+        new["item_type"] = {"S": "message"}
+        old = dict(new, status={"S": str(old_status)})
+        records.append(
+            {
+                "eventID": uuid.uuid4().hex,
+                "eventName": "MODIFY",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "eu-west-1",
+                "dynamodb": {
+                    "Keys": {"id": {"S": message.id}},
+                    "NewImage": new,
+                    "OldImage": old,
+                    "SequenceNumber": str(1000 + number),
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                },
+            }
+        )
+    return {"Records": records}
+
+
+def queued_jobs(stack: Stack, receive_count: int = 1) -> dict[str, Any]:
+    """What the stream stage put on the notify queue, as the queue trigger's event."""
+    url = stack.resources.queue_url("NotifyQueue")
+    messages: list[dict[str, Any]] = []
+    while True:
+        answer = stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        if not answer.get("Messages"):
+            break
+        messages.extend(answer["Messages"])
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": str(receive_count)},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": stack.resources.queue_arn("NotifyQueue"),
+                "awsRegion": "eu-west-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = module.lambda_handler(event, FakeContext())
+    return result
+
+
+def ofsc_calls(stack: Stack) -> list[dict[str, Any]]:
+    return [c for c in stack.simulator.callbacks() if c["kind"] == "ofsc"]
+
+
+def notified(stack: Stack, message: Message) -> int:
+    return MessageRepository(stack.dynamodb, stack.table).notified_seqs([message.id])[message.id]
+
+
+def test_ofsc_not_found_is_logged_and_not_retried(stack: Stack, notify: ModuleType) -> None:
+    set_ofsc_callback(stack, f"{stack.simulator.url}/_sim/ofsc?code=NOT%20FOUND")
+    origin = Origin(kind="ofsc", app_host="ofsc.example.com", app_port="443", app_url="/soap/")
+    message = stored(stack, client="ofsc", status=Status.DELIVERED, seq=3, origin=origin)
+    assert invoke(notify, stream_event([(message, Status.ENROUTE)])) == {"batchItemFailures": []}
+    assert invoke(notify, queued_jobs(stack)) == {"batchItemFailures": []}
+    (call,) = ofsc_calls(stack)
+    assert call["messages"][0]["message_id"] == message.message_id
+    assert call["messages"][0]["status"] == "delivered"
+    # Done with, not retried: nothing stays on the queue, nothing in the dead-letter queue.
+    assert queued_jobs(stack)["Records"] == []
+    assert notified(stack, message) == 3
+
+
+def test_a_soap_fault_retries_the_call(stack: Stack, notify: ModuleType) -> None:
+    set_ofsc_callback(stack, f"{stack.simulator.url}/_sim/ofsc?fail=1")
+    origin = Origin(kind="ofsc", app_host="ofsc.example.com", app_port="443", app_url="/soap/")
+    message = stored(stack, client="ofsc", status=Status.UNDELIVERABLE, seq=2, origin=origin)
+    invoke(notify, stream_event([(message, Status.SUBMITTED)]))
+    first = queued_jobs(stack)
+    (record,) = first["Records"]
+    answer = invoke(notify, first)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert [c["answered"] for c in ofsc_calls(stack)] == [500]
+    assert notified(stack, message) == 0
+    # The back-off is the record's visibility; here the second try comes at once.
+    second = dict(first, Records=[dict(record, attributes={"ApproximateReceiveCount": "2"})])
+    assert invoke(notify, second) == {"batchItemFailures": []}
+    calls = ofsc_calls(stack)
+    assert [c["answered"] for c in calls] == [500, 200]
+    assert calls[1]["messages"][0]["status"] == "failed"
+    assert calls[1]["messages"][0]["description"] == "undeliverable"
+    assert notified(stack, message) == 2
+
+
+@pytest.fixture
+def dead_endpoint() -> Iterator[str]:
+    """A port that takes connections and never answers (a hung back office)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+
+def test_a_dead_endpoint_does_not_hold_up_the_stream_or_a_batch(
+    stack: Stack, notify: ModuleType, dead_endpoint: str
+) -> None:
+    healthy = stored(
+        stack,
+        client="demo",
+        status=Status.DELIVERED,
+        seq=3,
+        callback_url=f"{stack.simulator.url}/_sim/callback/healthy",
+    )
+    dead = [
+        stored(stack, client="demo", status=Status.DELIVERED, seq=3, callback_url=dead_endpoint)
+        for _ in range(12)
+    ]
+    started = time.monotonic()
+    changes = [(m, Status.ENROUTE) for m in [*dead, healthy]]
+    assert invoke(notify, stream_event(changes)) == {"batchItemFailures": []}
+    assert time.monotonic() - started < 2  # the stream stage calls nobody
+
+    batch = queued_jobs(stack)
+    assert len(batch["Records"]) == 13
+    started = time.monotonic()
+    answer = invoke(notify, batch)
+    elapsed = time.monotonic() - started
+    # One read time-out (1 s here), not 12 of them one after the other: the function's 30 s
+    # time-out is far away.
+    assert elapsed < 4, elapsed
+    assert len(answer["batchItemFailures"]) == 12
+    (call,) = [c for c in stack.simulator.callbacks() if c["path"] == "/_sim/callback/healthy"]
+    assert json.loads(call["body"])["message_id"] == healthy.message_id
+    assert notified(stack, healthy) == 3
+    assert all(notified(stack, m) == 0 for m in dead)
+
+
+def test_status_changes_of_other_items_or_without_a_callback_queue_nothing(
+    stack: Stack, notify: ModuleType
+) -> None:
+    quiet = stored(stack, client="demo", status=Status.DELIVERED, seq=2)
+    final_only = stored(
+        stack,
+        client="demo",
+        status=Status.ENROUTE,
+        seq=2,
+        callback_url=f"{stack.simulator.url}/_sim/callback/x",
+    )
+    event = stream_event([(quiet, Status.ENROUTE), (final_only, Status.SUBMITTED)])
+    assert invoke(notify, event) == {"batchItemFailures": []}
+    assert queued_jobs(stack)["Records"] == []

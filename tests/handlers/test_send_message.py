@@ -172,3 +172,20 @@ def test_delete_cancels_a_queued_message(stack: Stack) -> None:
     assert answer["statusCode"] == 200
     assert json.loads(str(answer["body"]))["status"] == "cancelled"
     assert delete("nope")["statusCode"] == 404
+
+
+def test_a_forwarded_message_is_answered_as_its_alternate_goes_like_ofsc_does(
+    stack: Stack,
+) -> None:
+    """One view for the originator: the JSON answer follows the alternate, as OFSC's does."""
+    from smsbridge.models import StatusReport
+    from smsbridge.runtime import Runtime
+    from smsbridge.statuses import Status
+
+    message = {"to": "+18475551218", "text": "x", "message_id": "fw-1", "alternate_delivery": True}
+    first = json.loads(str(post(stack, message)["body"]))
+    tracker = Runtime.from_env().tracker()
+    tracker.report(first["external_id"], StatusReport(Status.UNDELIVERABLE, source="test"))
+    assert stack.item(first["external_id"])["status"] == "forwarded"  # type: ignore[index]
+    again = json.loads(str(post(stack, message)["body"]))
+    assert again == {"message_id": "fw-1", "status": "sending", "external_id": first["external_id"]}

@@ -119,3 +119,39 @@ def test_a_concatenated_message_is_not_forwarded_and_says_why(tracker: StatusTra
     after = report(tracker, message, Status.UNDELIVERABLE)
     assert after.status == Status.UNDELIVERABLE
     assert "concatenated" in after.description
+
+
+def test_each_status_change_is_numbered_and_the_alternate_continues_the_count(
+    tracker: StatusTracker,
+) -> None:
+    message = accepted(tracker, "+18475551218", alternate_delivery=True)
+    assert report(tracker, message, Status.SUBMITTED).status_seq == 1
+    assert report(tracker, message, Status.SUBMITTED).status_seq == 1  # history only
+    assert report(tracker, message, Status.ENROUTE).status_seq == 2
+    original = report(tracker, message, Status.UNDELIVERABLE)
+    assert (original.status, original.status_seq) == (Status.FORWARDED, 3)
+    alternate = tracker.repository.get(original.forwarded_to)
+    assert alternate is not None
+    assert report(tracker, alternate, Status.SUBMITTED).status_seq == 4
+
+
+def test_the_originator_sees_a_forwarded_message_through_its_alternate(
+    tracker: StatusTracker,
+) -> None:
+    from smsbridge.api_models import message_response
+
+    message = accepted(tracker, "+18475551218", alternate_delivery=True, message_id="fw-1")
+    report(tracker, message, Status.UNDELIVERABLE)
+    intake = Intake(tracker)
+    (again,) = intake.accept(
+        tracker.config.clients["demo"],
+        [MessageRequest(to="+18475551218", text="hello", message_id="fw-1")],
+    )
+    assert again.status == Status.FORWARDED
+    answer = message_response(intake.outcome_of(again))
+    assert answer == {"message_id": "fw-1", "status": "sending", "external_id": message.id}
+    alternate = tracker.repository.get(again.forwarded_to)
+    assert alternate is not None
+    report(tracker, alternate, Status.DELIVERED)
+    answer = message_response(intake.outcome_of(again))
+    assert answer == {"message_id": "fw-1", "status": "delivered", "external_id": message.id}

@@ -189,3 +189,22 @@ def test_a_forwarded_message_is_answered_as_its_alternate_goes_like_ofsc_does(
     assert stack.item(first["external_id"])["status"] == "forwarded"  # type: ignore[index]
     again = json.loads(str(post(stack, message)["body"]))
     assert again == {"message_id": "fw-1", "status": "sending", "external_id": first["external_id"]}
+
+
+def test_a_callback_url_inside_the_network_is_422_and_stores_nothing(stack: Stack) -> None:
+    for url in (
+        "http://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.7/x",
+        "http://[::1]:22/",
+    ):
+        batch = {
+            "messages": [
+                {"to": "+4915112345601", "text": "x", "callback_url": "https://93.184.216.34/x"},
+                {"to": "+4915112345602", "text": "x", "callback_url": url},
+            ]
+        }
+        answer = post(stack, batch)
+        assert answer["statusCode"] == 422, url
+        assert '"callback_url"' in str(answer["body"]) and "1" in str(answer["body"])
+    assert stack.dynamodb.scan(TableName=stack.table)["Count"] == 0
+    assert stack.receive() == []

@@ -226,3 +226,15 @@ def test_status_changes_of_other_items_or_without_a_callback_queue_nothing(
     event = stream_event([(quiet, Status.ENROUTE), (final_only, Status.SUBMITTED)])
     assert invoke(notify, event) == {"batchItemFailures": []}
     assert queued_jobs(stack)["Records"] == []
+
+
+def test_the_sample_stream_event_queues_one_job(stack: Stack, notify: ModuleType) -> None:
+    from tests.support import ROOT
+
+    event = json.loads((ROOT / "events" / "notify_stream.json").read_text())
+    assert invoke(notify, event) == {"batchItemFailures": []}
+    (record,) = queued_jobs(stack)["Records"]
+    sample = json.loads((ROOT / "events" / "notify_sqs.json").read_text())["Records"][0]
+    assert json.loads(record["body"]) | {"queued_at": ""} == json.loads(sample["body"]) | {
+        "queued_at": ""
+    }

@@ -77,6 +77,7 @@ def on_queue(records: list[dict[str, Any]], context: LambdaContext) -> dict[str,
 
 
 @logger.inject_lambda_context(clear_state=True)
+@runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records: list[dict[str, Any]] = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:dynamodb":

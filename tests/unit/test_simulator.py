@@ -746,6 +746,40 @@ def test_back_office_callbacks_are_recorded(sim: Simulator) -> None:
     assert b"Client" in fault.content
 
 
+def test_back_office_fails_as_asked_per_path_and_query(sim: Simulator) -> None:
+    def post(target: str) -> int:
+        return requests.post(f"{sim.url}{target}", data=b"{}", timeout=5).status_code
+
+    assert [post("/_sim/callback/a?fail=2") for _ in range(4)] == [500, 500, 200, 200]
+    # Counted per path and query: another path, or another query, starts afresh.
+    assert post("/_sim/callback/b?fail=2") == 500
+    assert post("/_sim/callback/a?fail=2&x=1") == 500
+    assert [post("/_sim/callback/c?fail=always") for _ in range(3)] == [503, 503, 503]
+    calls = [c for c in sim.callbacks() if c["path"] == "/_sim/callback/a"]
+    assert [(c["query"], c["answered"]) for c in calls] == [
+        ("fail=2", 500),
+        ("fail=2", 500),
+        ("fail=2", 200),
+        ("fail=2", 200),
+        ("fail=2&x=1", 500),
+    ]
+    envelope = (
+        b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+        b"<soapenv:Body><set_message_status><user><login>ofsc</login></user><messages>"
+        b"<message><message_id>7</message_id><status>delivered</status></message>"
+        b"</messages></set_message_status></soapenv:Body></soapenv:Envelope>"
+    )
+    fault = requests.post(f"{sim.url}/_sim/ofsc?fail=1", data=envelope, timeout=5)
+    assert fault.status_code == 500 and b"Fault" in fault.content
+    ok = requests.post(f"{sim.url}/_sim/ofsc?fail=1", data=envelope, timeout=5)
+    assert ok.status_code == 200 and b"<code>OK</code>" in ok.content
+    missing = requests.post(f"{sim.url}/_sim/ofsc?code=NOT%20FOUND", data=envelope, timeout=5)
+    assert b"<code>NOT FOUND</code>" in missing.content
+    ofsc_calls = [c for c in sim.callbacks() if c["kind"] == "ofsc"]
+    assert [c["answered"] for c in ofsc_calls] == [500, 200, 200]
+    assert ofsc_calls[0]["user"] == {"login": "ofsc"}
+
+
 def test_submissions_listing_and_reset(sim: Simulator) -> None:
     ref = reference()
     smartswitch_send(sim, "+380671234501", ref, timeout=5)

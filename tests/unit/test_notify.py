@@ -3,6 +3,7 @@ template's stream filter lets through, which jobs a change makes, and the back-o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -103,6 +104,13 @@ def stream_filters() -> tuple[dict[str, Any], ...]:
     (trigger,) = load_template(DEFAULT_TEMPLATE).functions["NotifyFunction"].streams
     assert trigger.table == "MessagesTable"
     return trigger.filters
+
+
+def test_the_stream_filter_fits_lambdas_pattern_limit(
+    stream_filters: tuple[dict[str, Any], ...],
+) -> None:
+    (pattern,) = stream_filters
+    assert len(json.dumps(pattern)) < 4096
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 
 from local.drivers import passes
-from local.template import DEFAULT_TEMPLATE, load_template
 from smsbridge import callback_urls
 from smsbridge.config import Settings
 from smsbridge.models import Message, Origin
@@ -20,6 +20,7 @@ from smsbridge.notify_delivery import backoff
 from smsbridge.originator import view_of
 from smsbridge.repository import message_to_item
 from smsbridge.statuses import Status
+from tests.support import ROOT
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -101,9 +102,20 @@ def stream_record(event: str, old: str | None, new: str | None, kind: str = "mes
 
 @pytest.fixture(scope="module")
 def stream_filters() -> tuple[dict[str, Any], ...]:
-    (trigger,) = load_template(DEFAULT_TEMPLATE).functions["NotifyFunction"].streams
-    assert trigger.table == "MessagesTable"
-    return trigger.filters
+    """The FilterCriteria patterns of NotifyFunction's stream trigger, as template.yaml has them."""
+
+    class Loader(yaml.SafeLoader):  # type: ignore[misc]
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: f"!{suffix}")
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)  # noqa: S506
+    (trigger,) = [
+        event["Properties"]
+        for event in template["Resources"]["NotifyFunction"]["Properties"]["Events"].values()
+        if event["Type"] == "DynamoDB"
+    ]
+    assert trigger["Stream"] == "!GetAtt"
+    return tuple(json.loads(f["Pattern"]) for f in trigger["FilterCriteria"]["Filters"])
 
 
 def test_the_stream_filter_fits_lambdas_pattern_limit(

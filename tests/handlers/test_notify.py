@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from local.drivers import sqs_event
+from local.runtime import LambdaContext
 from smsbridge.models import Message, Origin, message_key
 from smsbridge.repository import MessageRepository, message_to_item
 from smsbridge.statuses import Status
 from tests.handlers.conftest import Stack
-from tests.support import FakeContext
 
 
 @pytest.fixture
@@ -95,34 +96,22 @@ def stream_event(changes: list[tuple[Message, Status]]) -> dict[str, Any]:
     return {"Records": records}
 
 
-def queued_jobs(stack: Stack, receive_count: int = 1) -> dict[str, Any]:
+def queued_jobs(stack: Stack) -> dict[str, Any]:
     """What the stream stage put on the notify queue, as the queue trigger's event."""
     url = stack.resources.queue_url("NotifyQueue")
     messages: list[dict[str, Any]] = []
     while True:
-        answer = stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        answer = stack.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+        )
         if not answer.get("Messages"):
             break
         messages.extend(answer["Messages"])
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {"ApproximateReceiveCount": str(receive_count)},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": stack.resources.queue_arn("NotifyQueue"),
-                "awsRegion": "eu-west-1",
-            }
-            for m in messages
-        ]
-    }
+    return sqs_event(messages, stack.resources.queue_arn("NotifyQueue"))
 
 
 def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = module.lambda_handler(event, FakeContext())
+    result: dict[str, Any] = module.lambda_handler(event, LambdaContext(function_name="notify"))
     return result
 
 

@@ -65,6 +65,17 @@ def dispatched(answer: dict[str, Any]) -> None:
     assert answer == {"batchItemFailures": []}
 
 
+def jobs_queued(answer: dict[str, Any]) -> None:
+    assert answer == {"batchItemFailures": []}
+
+
+def job_taken(answer: dict[str, Any]) -> None:
+    # The sample's callback URL is make run's simulator (port 3001), which this stack's is not:
+    # the job is told (200) or kept for a retry, never an error.
+    assert set(answer) == {"batchItemFailures"}, answer
+    assert len(answer["batchItemFailures"]) <= 1
+
+
 def polled(answer: dict[str, Any]) -> None:
     assert answer["poll_errors"] == 0, answer
     assert {"due", "polled", "terminated", "requeued"} <= set(answer)
@@ -81,6 +92,8 @@ REPLAY: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "dlr_conceptomovil.json": ("DlrWebhookFunction", receipt_taken("OK")),
     "dlr_vibes.json": ("DlrWebhookFunction", receipt_taken("")),
     "status_poller_schedule.json": ("StatusPollerFunction", polled),
+    "notify_stream.json": ("NotifyFunction", jobs_queued),
+    "notify_sqs.json": ("NotifyFunction", job_taken),
 }
 
 

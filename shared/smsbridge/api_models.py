@@ -31,8 +31,16 @@ class MessageIn(BaseModel):
     type: Literal["verification", "medication_request", "text", "2FA"] = "text"
     sender: str | None = Field(None, min_length=1, max_length=16)
     alternate_delivery: bool = False
-    callback_url: CallbackUrl | None = None
-    callback_events: Literal["final", "all"] = "final"
+    callback_url: CallbackUrl | None = Field(
+        None,
+        description=(
+            "Where status callbacks go: https, a public address (422 otherwise). Each callback "
+            "is signed: X-Smsbridge-Signature: sha256=<HMAC-SHA256 of the raw body>."
+        ),
+    )
+    callback_events: Literal["final", "all"] = Field(
+        "final", description="final: the final outcome only; all: every status change."
+    )
     validity_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
 
     def to_request(self) -> MessageRequest:

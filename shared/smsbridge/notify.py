@@ -7,9 +7,10 @@ so a slow endpoint never holds the stream.
 What the originator hears (SPEC 3.1, 3.2, 4.1), read through `smsbridge.originator`:
 - OFSC (advanced workflow): one final status per `message_id`; a forwarded message's is its
   alternate's, under the original `message_id`. A `cancelled` message is not reported: OFSC
-  dropped it itself and heard `OK`.
-- JSON `final`: the final outcome, likewise. JSON `all`: every status change, `forwarded` (with
-  `forwarded_to`) and then the alternate's statuses (with `forwarded_from`).
+  dropped it itself and heard `OK`. A carrier final after `terminated` is not reported either:
+  `terminated` (OFSC `sent`) was the final already told.
+- JSON `final`: the final outcome, likewise (one per message). JSON `all`: every status change,
+  `forwarded` (with `forwarded_to`) and then the alternate's statuses (with `forwarded_from`).
 
 Every status change of a client message has a number (`status_seq`, continued by the alternate),
 so jobs carry their order: `seq`, and for `all` the number they must wait for (`after`).
@@ -115,8 +116,11 @@ def jobs_for_change(old_status: Status | None, new: Message, now: datetime) -> l
         "forwarded_from": view.forwarded_from,
         "queued_at": iso(now),
     }
+    # `terminated` was already told as the final outcome: one final per message, so a real
+    # final that replaces it later goes only to `all` listeners.
+    retold = old_status == Status.TERMINATED
     if new.origin.kind == KIND_OFSC:
-        if not view.final or view.status == Status.CANCELLED:
+        if not view.final or view.status == Status.CANCELLED or retold:
             return []
         origin = new.origin
         return [
@@ -134,7 +138,7 @@ def jobs_for_change(old_status: Status | None, new: Message, now: datetime) -> l
     url = new.callback_url
     if new.callback_events == "all":
         return [Job(kind=KIND_JSON, after=new.status_seq - 1, callback_url=url, **base)]
-    if not view.final:
+    if not view.final or retold:
         return []
     return [Job(kind=KIND_JSON, after=0, callback_url=url, **base)]
 

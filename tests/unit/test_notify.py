@@ -190,6 +190,15 @@ HOOK = {"callback_url": "https://hooks.example.com/x"}
         (Status.ENROUTE, message(Status.TERMINATED, 3), OFSC, [(KIND_OFSC, "sent", 0)]),
         (Status.ENROUTE, message(Status.FORWARDED, 3), OFSC, []),
         (Status.QUEUED, message(Status.CANCELLED, 1), OFSC, []),
+        # `terminated` was the final told; a carrier final after it goes to `all` only.
+        (Status.TERMINATED, message(Status.DELIVERED, 4), OFSC, []),
+        (Status.TERMINATED, message(Status.DELIVERED, 4), HOOK, []),
+        (
+            Status.TERMINATED,
+            message(Status.DELIVERED, 4, callback_events="all"),
+            HOOK,
+            [(KIND_JSON, "delivered", 3)],
+        ),
         # JSON final: the final outcome only.
         (Status.SUBMITTED, message(Status.ENROUTE, 2), HOOK, []),
         (Status.ENROUTE, message(Status.FORWARDED, 3), HOOK, []),

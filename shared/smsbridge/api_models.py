@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from smsbridge.intake import MessageRequest
+from smsbridge.intake import (
+    MESSAGE_ID_MAX,
+    MessageRequest,
+    message_id_problem,
+    refused_char,
+    text_problem,
+)
 from smsbridge.models import Message, Origin
 from smsbridge.originator import view_of
 from smsbridge.statuses import Status
@@ -23,7 +29,13 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message_id: str | None = Field(
-        None, min_length=1, max_length=64, description="Your id of the message (idempotency key)."
+        None,
+        min_length=1,
+        max_length=MESSAGE_ID_MAX,
+        description=(
+            "Your id of the message (idempotency key): 1 to 64 characters, no control characters,"
+            " no white space at either end."
+        ),
     )
     to: str = Field(min_length=1, max_length=32, description="E.164, or national with country.")
     country: str | None = Field(None, min_length=2, max_length=2, description="ISO 3166 region.")
@@ -42,6 +54,30 @@ class MessageIn(BaseModel):
         "final", description="final: the final outcome only; all: every status change."
     )
     validity_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
+
+    @field_validator("message_id")
+    @classmethod
+    def _usable_id(cls, value: str | None) -> str | None:
+        problem = message_id_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _sendable_text(cls, value: str) -> str:
+        problem = text_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("to", "country", "sender", "callback_url")
+    @classmethod
+    def _no_controls(cls, value: str | None) -> str | None:
+        """Lone surrogates and control characters cannot be stored or sent."""
+        if value is not None and refused_char(value) is not None:
+            raise ValueError("contains a control character")
+        return value
 
     def to_request(self) -> MessageRequest:
         return MessageRequest(

@@ -8,8 +8,10 @@ request returns the stored message and queues nothing.
 from __future__ import annotations
 
 import logging
+import unicodedata
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -23,6 +25,56 @@ from smsbridge.tracking import StatusTracker
 logger = logging.getLogger("smsbridge.intake")
 
 OTP_TYPES = ("verification", "2FA")
+
+#: A client's `message_id`, in both APIs: 1 to 64 characters, none of them a control character
+#: or a lone surrogate, no white space at either end. Any other character is allowed (space, `/`,
+#: `?`, `%`, non-ASCII): paths carry it percent-encoded.
+MESSAGE_ID_MAX = 64
+#: Unicode categories refused in ids and texts: controls (C0, DEL, C1), surrogates, line and
+#: paragraph separators. Text may still hold line breaks and tabs.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r")
+#: Messages of one request are written this many at a time (DynamoDB puts are I/O-bound).
+WRITE_CONCURRENCY = 16
+
+
+def refused_char(value: str, allowed: frozenset[str] = frozenset()) -> str | None:
+    """The first control character (or lone surrogate) of `value` not in `allowed`, if any."""
+    for char in value:
+        if char not in allowed and unicodedata.category(char) in _REFUSED_CATEGORIES:
+            return char
+    return None
+
+
+def message_id_problem(value: str) -> str | None:
+    """Why `value` is not a usable client message_id (None when it is)."""
+    if not 1 <= len(value) <= MESSAGE_ID_MAX:
+        return f"message_id must be 1 to {MESSAGE_ID_MAX} characters"
+    if value != value.strip():
+        return "message_id must not start or end with white space"
+    char = refused_char(value)
+    if char is not None:
+        return f"message_id must not contain control characters (U+{ord(char):04X})"
+    return None
+
+
+def text_problem(value: str) -> str | None:
+    """Why a message text cannot be sent: a control character other than tab and line breaks."""
+    char = refused_char(value, _TEXT_CONTROLS_ALLOWED)
+    if char is not None:
+        return f"text contains a control character (U+{ord(char):04X})"
+    return None
+
+
+def printable(value: str) -> str:
+    """`value` without the characters refused in ids and texts (safe to store and log)."""
+    if refused_char(value, _TEXT_CONTROLS_ALLOWED) is None:
+        return value
+    return "".join(
+        char
+        for char in value
+        if char in _TEXT_CONTROLS_ALLOWED or unicodedata.category(char) not in _REFUSED_CATEGORIES
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +126,21 @@ class Intake:
     def accept(self, client: ClientConfig, requests: Sequence[MessageRequest]) -> list[Message]:
         """Store every message (once) and queue the new valid ones; answers in request order.
 
-        A refused `callback_url` raises CallbackUrlRefused before anything is stored.
+        A refused `callback_url` raises CallbackUrlRefused before anything is stored. Messages
+        are written concurrently (at most `WRITE_CONCURRENCY` at a time) and queued in batches,
+        so a request as large as the body limit allows answers in seconds.
         """
         self._check_callback_urls(client, requests)
         now = self._clock()
+        messages = [self._build(client, request, now) for request in requests]
+        if len(messages) > 1:
+            with ThreadPoolExecutor(min(WRITE_CONCURRENCY, len(messages))) as pool:
+                results = list(pool.map(lambda message: self._store(message, now), messages))
+        else:
+            results = [self._store(message, now) for message in messages]
         answers: list[Message] = []
         to_queue: list[str] = []
-        for request in requests:
-            message = self._build(client, request, now)
-            stored, created = self._repository.create(
-                message, next_check_at=self._lifecycle.next_check(message, message.status, now)
-            )
+        for stored, created in results:
             answers.append(stored)
             if not created:
                 continue
@@ -102,6 +158,11 @@ class Intake:
             if not_queued:
                 logger.warning("%d messages not queued; the poller re-queues them", len(not_queued))
         return answers
+
+    def _store(self, message: Message, now: datetime) -> tuple[Message, bool]:
+        return self._repository.create(
+            message, next_check_at=self._lifecycle.next_check(message, message.status, now)
+        )
 
     def find(self, client: ClientConfig, message_id: str) -> Message | None:
         return self._repository.get(message_key(client.name, message_id))
@@ -146,17 +207,20 @@ class Intake:
 
     def _build(self, client: ClientConfig, request: MessageRequest, now: datetime) -> Message:
         client_message_id = request.message_id or uuid.uuid4().hex
-        message_type = request.type or "text"
-        problem = request.invalid_reason
+        if message_id_problem(client_message_id):
+            # The protocol layers refuse these before intake; never store one.
+            raise ValueError(message_id_problem(client_message_id))
+        message_type = printable(request.type or "text")
+        problem = request.invalid_reason or text_problem(request.text) or ""
         country = (request.country or client.default_country or "").upper() or None
-        number = request.to.strip()
+        number = printable(request.to.strip())
         region = ""
         try:
             number = phone.to_e164(request.to, country)
             region = phone.region_of(number)
         except phone.InvalidNumber as exc:
             problem = problem or f"invalid phone number: {exc}"
-        body = request.text
+        body = printable(request.text)
         if not problem and message_type not in MESSAGE_TYPES:
             problem = f"unknown type {message_type!r}; one of {', '.join(MESSAGE_TYPES)}"
         if not problem and not body.strip():
@@ -166,7 +230,7 @@ class Intake:
             problem = f"too many segments ({segments} > {text.MAX_SEGMENTS})"
         carrier_name = self.config.routes.carrier_for(number, message_type)
         carrier = self.config.carriers[carrier_name]
-        sender = request.sender or carrier.sender
+        sender = printable(request.sender or carrier.sender)
         if not problem and request.sender and request.sender not in client.senders:
             problem = f"unknown sender {request.sender!r}"
         status = Status.FAILED if problem else Status.QUEUED

@@ -143,6 +143,8 @@ def parse_request(body: bytes) -> OfscRequest:
     except safexml.UnsafeOrMalformedXml as exc:
         if isinstance(exc.__cause__, DefusedXmlException):
             raise OfscFault("Client", "refused XML: DTDs and entities are not allowed") from None
+        if exc.__cause__ is None:  # undecodable bytes or nesting too deep: say which
+            raise OfscFault("Client", str(exc)) from None
         raise OfscFault("Client", "the request is not well-formed XML") from None
     soap_body = _soap_body(root)
     if soap_body is None:
@@ -154,6 +156,8 @@ def parse_request(body: bytes) -> OfscRequest:
     if operation not in OPERATIONS:
         shown = operation[:_MAX_ECHOED_NAME] or "(none)"
         raise OfscFault("Client", f"unknown operation: {shown}")
+    if operation_element.tag != f"{{{NAMESPACE}}}{operation}":
+        raise OfscFault("Client", f"{operation} must be in the namespace {NAMESPACE}")
 
     user_element = safexml.child(operation_element, "user")
     user = None

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from smsbridge import auth, ofsc
 from smsbridge.config import ClientConfig
-from smsbridge.intake import CancelResult, Intake, MessageRequest
+from smsbridge.intake import CancelResult, Intake, MessageRequest, message_id_problem
 from smsbridge.models import Message, Origin, parse_iso, utcnow
 from smsbridge.originator import view_of
 from smsbridge.statuses import Status
@@ -34,18 +34,22 @@ class OfscService:
         self._config = intake.config
         self._clock = clock
 
-    def handle(self, request: HttpRequest, *, max_body_bytes: int) -> HttpAnswer:
-        if len(request.body) > max_body_bytes:
-            return HttpAnswer(
-                413,
-                ofsc.fault("Client", f"request body over {max_body_bytes} bytes"),
-                SOAP_CONTENT_TYPE,
-            )
+    def handle(self, request: HttpRequest) -> HttpAnswer:
+        """Answer one call. The body is bounded by the caller; Basic credentials, when sent, are
+        checked before the body is parsed (the `user` block can only be read from the body)."""
+        client: ClientConfig | None = None
+        basic = request.basic_auth()
+        if basic is not None:
+            client = self._basic_client(basic)
+            if client is None:
+                logger.warning("OFSC authentication failed")
+                return fault_answer(ofsc.authentication_failed())
         try:
             call = ofsc.parse_request(request.body)
         except ofsc.OfscFault as fault:
             return fault_answer(fault)
-        client = self._authenticate(request, call.user)
+        if client is None:
+            client = self._user_client(call.user)
         if client is None:
             logger.warning("OFSC authentication failed")
             return fault_answer(ofsc.authentication_failed())
@@ -66,17 +70,16 @@ class OfscService:
     def _ofsc_clients(self) -> list[ClientConfig]:
         return [client for client in self._config.clients.values() if client.kind == "ofsc"]
 
-    def _authenticate(
-        self, request: HttpRequest, user: ofsc.OfscUser | None
-    ) -> ClientConfig | None:
-        """Basic auth, or the `user` block; every configured client is compared (constant time)."""
-        basic = request.basic_auth()
+    def _basic_client(self, basic: tuple[str, str]) -> ClientConfig | None:
+        """The client of the Basic credentials; every client is compared (constant time)."""
         found: ClientConfig | None = None
-        if basic is not None:
-            for client in self._ofsc_clients():
-                if auth.credentials_match(basic[0], basic[1], client.login, client.password):
-                    found = client
-            return found
+        for client in self._ofsc_clients():
+            if auth.credentials_match(basic[0], basic[1], client.login, client.password):
+                found = client
+        return found
+
+    def _user_client(self, user: ofsc.OfscUser | None) -> ClientConfig | None:
+        """The client of the `user` block (login, then the hash and the time of `now`)."""
         if user is None:
             return None
         now = self._clock()
@@ -90,9 +93,24 @@ class OfscService:
     # --- operations -----------------------------------------------------------------------
 
     def _send(self, client: ClientConfig, messages: list[ofsc.OfscMessage]) -> str:
-        requests = [self._request_of(item) for item in messages]
-        stored = self._intake.accept(client, requests)
-        return ofsc.send_message_response([self._response(client, message) for message in stored])
+        """Messages whose message_id breaks the rule are answered `failed` and never stored."""
+        usable = [item for item in messages if not message_id_problem(item.message_id)]
+        stored = iter(self._intake.accept(client, [self._request_of(item) for item in usable]))
+        responses: list[ofsc.MessageResponse] = []
+        for item in messages:
+            problem = message_id_problem(item.message_id)
+            if problem:
+                responses.append(
+                    ofsc.MessageResponse(
+                        message_id=item.message_id,
+                        status="failed",
+                        description=problem,
+                        stop_further_attempts=True,
+                    )
+                )
+            else:
+                responses.append(self._response(client, next(stored)))
+        return ofsc.send_message_response(responses)
 
     @staticmethod
     def _request_of(item: ofsc.OfscMessage) -> MessageRequest:
@@ -135,10 +153,14 @@ class OfscService:
         )
 
     def _status(self, client: ClientConfig, message_id: str) -> ofsc.Result:
+        if message_id_problem(message_id):
+            return ofsc.status_result(message_id, None)
         message = self._intake.outcome(client, message_id)
         return ofsc.status_result(message_id, view_of(message).status if message else None)
 
     def _drop(self, client: ClientConfig, message_id: str) -> ofsc.Result:
+        if message_id_problem(message_id):
+            return ofsc.drop_result(message_id, None)
         result, message = self._intake.cancel(client, message_id)
         if result == CancelResult.CANCELLED:
             return ofsc.drop_result(message_id, Status.CANCELLED)

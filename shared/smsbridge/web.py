@@ -4,8 +4,41 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
+
+#: JSON bodies nested deeper than this are refused before any parser sees them (a request of the
+#: JSON API is three levels deep; Python's json module recurses once per level).
+MAX_JSON_DEPTH = 32
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+class UnreadableBody(ValueError):
+    """A body that is not text in the expected encoding, or nested too deep to parse safely."""
+
+
+def json_text(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> str:
+    """The body of a JSON request as text: UTF-8 (strict) and at most `max_depth` levels deep."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnreadableBody("the body is not UTF-8 text") from None
+    if json_depth_over(text, max_depth):
+        raise UnreadableBody(f"the JSON is nested deeper than {max_depth} levels")
+    return text
+
+
+def json_depth_over(text: str, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than `limit` (no parser, no recursion)."""
+    depth = 0
+    for char in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        depth += 1 if char in "[{" else -1
+        if depth > limit:
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

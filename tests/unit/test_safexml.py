@@ -49,11 +49,50 @@ def test_hostile_documents_are_refused(document: str) -> None:
 
 @pytest.mark.parametrize(
     "document",
-    ["", "not xml", "<a><b></a>", "<a>&undefined;</a>", "<a/><b/>", b"\xff\xfe\xfd"],
+    ["", "not xml", "<a><b></a>", "<a>&undefined;</a>", "<a/><b/>", b"<a>x</a"],
 )
 def test_malformed_documents_are_refused(document: str | bytes) -> None:
     with pytest.raises(UnsafeOrMalformedXml, match=r"^malformed XML"):
         safexml.parse(document)
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        (b"\xb2", "not valid utf-8"),
+        (b"<a>caf\xe9</a>", "not valid utf-8"),
+        (b"\xff\xfe\xfd", "not valid utf-16"),
+        (b'<?xml version="1.0" encoding="UTF-8"?><a>\xe9</a>', "not valid utf-8"),
+        (b'<?xml version="1.0" encoding="klingon"?><a/>', "unknown encoding"),
+        (b'<?xml version="1.0" encoding="base64"?><a/>', "unknown encoding"),
+    ],
+)
+def test_undecodable_documents_are_refused_naming_the_encoding(
+    document: bytes, reason: str
+) -> None:
+    with pytest.raises(safexml.UndecodableXml, match=reason):
+        safexml.parse(document)
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("caf\xe9", "ISO-8859-1"),
+        ("\u20ac 5", "windows-1252"),
+        ("\u043f\u0440\u0438\u0432\u0456\u0442", "KOI8-U"),
+    ],
+)
+def test_the_declared_encoding_is_honoured(text: str, encoding: str) -> None:
+    document = f'<?xml version="1.0" encoding="{encoding}"?><text>{text}</text>'.encode(encoding)
+    assert safexml.parse(document).text == text
+
+
+def test_documents_nested_too_deep_are_refused_without_recursion() -> None:
+    deep = "<a>" * 5_000 + "</a>" * 5_000
+    with pytest.raises(UnsafeOrMalformedXml, match="deeper than"):
+        safexml.parse(deep)
+    shallow = "<a>" * safexml.MAX_DEPTH + "</a>" * safexml.MAX_DEPTH
+    assert safexml.parse(shallow).tag == "a"
 
 
 def test_refusal_is_a_value_error() -> None:

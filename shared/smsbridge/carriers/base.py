@@ -109,6 +109,33 @@ class Receipt:
     #: Fields the carrier's documentation requires but this receipt lacks (still applied).
     missing_fields: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        """Free text is bounded here, once for every format (`MAX_RECEIPT_TEXT`)."""
+        for name in ("gateway_status", "gateway_error", "description"):
+            value = getattr(self, name)
+            if len(value) > MAX_RECEIPT_TEXT:
+                object.__setattr__(self, name, value[:MAX_RECEIPT_TEXT])
+        if any(len(value) > MAX_RECEIPT_TEXT for value in self.extra.values()):
+            bounded = {key: value[:MAX_RECEIPT_TEXT] for key, value in self.extra.items()}
+            object.__setattr__(self, "extra", bounded)
+
+
+#: A carrier id is refused above this many bytes (UTF-8): the pointer item's key
+#: `gw#{carrier}#{id}` must stay well inside DynamoDB's 2,048-byte partition key limit.
+MAX_GATEWAY_ID_BYTES = 256
+#: Free-text fields of a receipt (status word, error codes, description, extras) are cut to this
+#: many characters, so that no receipt can push a message towards DynamoDB's item size limit.
+MAX_RECEIPT_TEXT = 500
+
+
+def receipt_gateway_id(value: str, where: str = "") -> str:
+    """A carrier id read from a receipt, refused (MalformedReceipt) when it cannot be a key."""
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_GATEWAY_ID_BYTES:
+        raise MalformedReceipt(f"{where}the message id is longer than {MAX_GATEWAY_ID_BYTES} bytes")
+    if not value.isprintable():
+        raise MalformedReceipt(f"{where}the message id holds control characters")
+    return value
+
 
 class ReceiptError(Exception):
     """A receipt request that is refused; answered in the format's own shape."""

@@ -24,6 +24,7 @@ from smsbridge.carriers.base import (
     TransientSubmitError,
     UnsupportedMediaType,
     post_submission,
+    receipt_gateway_id,
 )
 from smsbridge.config import CarrierConfig
 from smsbridge.statuses import Status
@@ -160,6 +161,8 @@ def _epoch_ms(value: Any) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        if len(value.strip().lstrip("0")) > len(str(_MAX_EPOCH_MS)):
+            return None  # out of range, and int() refuses strings of over 4,300 digits
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -171,7 +174,7 @@ def _epoch_ms(value: Any) -> datetime | None:
 def _receipt(item: Any, where: str) -> Receipt:
     if not isinstance(item, dict):
         raise MalformedReceipt(f"{where}a receipt must be a JSON object")
-    gateway_id = _id_text(item.get("messageId"))
+    gateway_id = receipt_gateway_id(_id_text(item.get("messageId")), where)
     if not gateway_id:
         raise MalformedReceipt(f"{where}messageId is required (a string or a number)")
     raw_state = item.get("statusDelivery")

@@ -24,6 +24,7 @@ from smsbridge.carriers.base import (
     TransientSubmitError,
     UnsupportedMediaType,
     post_submission,
+    receipt_gateway_id,
 )
 from smsbridge.config import CarrierConfig
 from smsbridge.statuses import Status
@@ -198,7 +199,7 @@ def _receipts(params: list[tuple[str, str]]) -> list[Receipt]:
 
 
 def _receipt(number: int, group: dict[str, str]) -> Receipt:
-    gateway_id = normalise_id(group["message_id"])
+    gateway_id = receipt_gateway_id(normalise_id(group["message_id"]), f"group {number}: ")
     if not gateway_id:
         raise MalformedReceipt(f"group {number}: message_id is empty")
     state = group.get("message_state")

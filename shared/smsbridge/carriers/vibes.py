@@ -26,6 +26,7 @@ from smsbridge.carriers.base import (
     TransientSubmitError,
     UnsupportedMediaType,
     post_submission,
+    receipt_gateway_id,
 )
 from smsbridge.config import CarrierConfig
 from smsbridge.statuses import Status
@@ -200,7 +201,7 @@ def parse_receipt(root: Element) -> Receipt:
     """One `mtMessageResponse`; MalformedReceipt names what is missing or wrong."""
     if safexml.local_name(root) != "mtMessageResponse":
         raise MalformedReceipt(f"expected mtMessageResponse, got {safexml.local_name(root)[:40]}")
-    gateway_id = normalise_id(root.get("messageId") or "")
+    gateway_id = receipt_gateway_id(normalise_id(root.get("messageId") or ""))
     if not gateway_id:
         raise MalformedReceipt("messageId is required")
     type_word = safexml.text_of(root, "type") or ""
@@ -234,8 +235,12 @@ def parse_receipt(root: Element) -> Receipt:
         extra["receipt_date"] = raw_date[:64]
     description = safexml.text_of(status_element, "description") or ""
     # The seed's prose also calls these forwardedMessageId / originalMessageId.
-    forwarded_to = normalise_id(_attribute(root, "fwdToMessageId", "forwardedMessageId"))
-    forwarded_from = normalise_id(_attribute(root, "fwdFromMessageId", "originalMessageId"))
+    forwarded_to = receipt_gateway_id(
+        normalise_id(_attribute(root, "fwdToMessageId", "forwardedMessageId"))
+    )
+    forwarded_from = receipt_gateway_id(
+        normalise_id(_attribute(root, "fwdFromMessageId", "originalMessageId"))
+    )
     gateway_status = type_word
     if forwarded_to or known_type == FORWARDED:
         # Vibes carries the failed message on by itself (status `Forwarded`): the message is

@@ -1,7 +1,8 @@
 """Dispatch: SQS batches of queued messages, each submitted to its routed carrier.
 
 Partial batch failures: a record to retry later gets its visibility set to the back-off and is
-reported failed; every other record is done.
+reported failed; every other record is done. A packed record (the ids of a large intake batch)
+is fanned out into one record per message.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from smsbridge.dispatching import Dispatcher
-from smsbridge.queueing import message_id_of
+from smsbridge.queueing import message_id_of, packed_ids_of
 from smsbridge.ratelimit import RateLimiter
 from smsbridge.runtime import Runtime
 
@@ -34,6 +35,12 @@ class RetryLater(Exception):
 
 
 def record_handler(record: SQSRecord) -> str:
+    packed = packed_ids_of(record.body)
+    if packed is not None:
+        if runtime.queue().enqueue(packed):
+            # Seen again after the visibility time-out; a repeated record is claimed once.
+            raise RetryLater("fan-out incomplete")
+        return "fanned out"
     try:
         message_id = message_id_of(record.body)
     except ValueError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,6 +12,10 @@ if TYPE_CHECKING:
 
     from smsbridge.notify import Job
 
+#: Batch sends of one request in flight at once.
+SEND_CONCURRENCY = 8
+#: Requests with more messages than this are queued as packed records of ten ids.
+PACK_ABOVE = 100
 #: SQS caps a visibility time-out at 12 hours.
 MAX_VISIBILITY_SECONDS = 12 * 3600
 
@@ -21,19 +26,32 @@ class DispatchQueue:
         self._url = queue_url
 
     def enqueue(self, message_ids: Sequence[str]) -> list[str]:
-        """Queue messages for submission (10 a call); returns the ids that could not be queued."""
-        failed: list[str] = []
-        for start in range(0, len(message_ids), 10):
-            chunk = message_ids[start : start + 10]
-            answer = self._client.send_message_batch(
-                QueueUrl=self._url,
-                Entries=[
-                    {"Id": str(index), "MessageBody": json.dumps({"id": message_id})}
-                    for index, message_id in enumerate(chunk)
-                ],
-            )
-            failed.extend(chunk[int(entry["Id"])] for entry in answer.get("Failed", []))
-        return failed
+        """Queue messages for submission; returns the ids that could not be queued.
+
+        One record per message, ten records a call. Above `PACK_ABOVE` messages (a large OFSC
+        batch) a record carries ten ids, which dispatch fans out into one record per message:
+        the originator then waits for a tenth of the calls. Calls run `SEND_CONCURRENCY` at a time.
+        """
+        ids = list(message_ids)
+        if len(ids) > PACK_ABOVE:
+            records = [ids[start : start + 10] for start in range(0, len(ids), 10)]
+        else:
+            records = [[message_id] for message_id in ids]
+        calls = [records[start : start + 10] for start in range(0, len(records), 10)]
+        if len(calls) <= 1:
+            return [failed for call in calls for failed in self._send_batch(call)]
+        with ThreadPoolExecutor(min(SEND_CONCURRENCY, len(calls))) as pool:
+            return [failed for batch in pool.map(self._send_batch, calls) for failed in batch]
+
+    def _send_batch(self, records: list[list[str]]) -> list[str]:
+        answer = self._client.send_message_batch(
+            QueueUrl=self._url,
+            Entries=[
+                {"Id": str(index), "MessageBody": _record_body(ids)}
+                for index, ids in enumerate(records)
+            ],
+        )
+        return [mid for entry in answer.get("Failed", []) for mid in records[int(entry["Id"])]]
 
     def retry_later(self, receipt_handle: str, seconds: int) -> None:
         """Hide a record for `seconds` (growing back-off between submission tries)."""
@@ -85,6 +103,10 @@ class NotifyQueue:
         self._client.send_message(QueueUrl=self._dead_letter_url, MessageBody=json.dumps(body))
 
 
+def _record_body(ids: list[str]) -> str:
+    return json.dumps({"id": ids[0]} if len(ids) == 1 else {"ids": ids})
+
+
 def message_id_of(record_body: str) -> str:
     """The smsbridge id carried by a dispatch record (ValueError when it is not one)."""
     data = json.loads(record_body)
@@ -92,3 +114,15 @@ def message_id_of(record_body: str) -> str:
         raise ValueError("dispatch record without an id")
     message_id: str = data["id"]
     return message_id
+
+
+def packed_ids_of(record_body: str) -> list[str] | None:
+    """The ids of a packed record (to be fanned out), None for any other record."""
+    try:
+        data = json.loads(record_body)
+    except ValueError:
+        return None
+    ids = data.get("ids") if isinstance(data, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+        return None
+    return ids

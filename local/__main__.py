@@ -16,6 +16,10 @@ from typing import Any
 
 from local.stack import SAM_ENV_FILE, LocalStack
 
+#: How long Ctrl-C waits for a clean stop before the process leaves anyway. Handlers still busy
+#: (a carrier call, a large batch) are not waited for: nothing of theirs outlives the process.
+STOP_GRACE_SECONDS = 1.0
+
 MAGIC_NUMBERS = """\
 The simulated carrier's outcome follows the last two digits of the number:
   00-09 delivered   11 undeliverable   12 rejected at submission   13 two 503s, then delivered
@@ -100,6 +104,8 @@ def main() -> int:
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            os._exit(128 + signum)  # a second Ctrl-C: leave at once
         stopping.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -110,13 +116,25 @@ def main() -> int:
         print(f"local stack failed to start: {exc}", file=sys.stderr)
         return 1
     print(banner(stack), flush=True)
-    try:
-        while not stopping.wait(0.5):
-            pass
-    finally:
-        print("stopping ...", flush=True)
-        stack.stop()
+    while not stopping.wait(0.1):
+        pass
+    print("stopping ...", flush=True)
+    stop(stack)
     return 0
+
+
+def stop(stack: LocalStack, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop the stack within `grace` seconds, then end the process without waiting for busy
+    handler threads (the interpreter would otherwise join their thread pools at exit)."""
+    stopper = threading.Thread(target=stack.stop, name="local-stop", daemon=True)
+    stopper.start()
+    stopper.join(grace)
+    if stopper.is_alive():
+        print("stopped without waiting for busy handlers", flush=True)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ SHELL := /bin/bash
 PY_MINOR := 3.12
 VENV := .venv
 BIN := $(VENV)/bin
+# The scanners live in their own venv: checkov pins an older boto3 and packaging than the project.
+SCAN_BIN := .venv-scan/bin
 # The Lambda runtime's Python (python3.12), found on PATH or through pyenv.
 # (pyenv's shim answers for python3.12 only when 3.12 is selected, so ask it for the real path.)
 PYTHON_FOR_VENV ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(PY_MINOR).*/bin/python$(PY_MINOR) 2>/dev/null | sort -V -r) $$(command -v python$(PY_MINOR)); do $$p -c 'import sys' 2>/dev/null && echo $$p && break; done)
@@ -29,6 +31,13 @@ $(BIN)/.installed: requirements-dev.txt shared/requirements.txt
 .PHONY: install
 install: $(BIN)/.installed ## create .venv with everything the project needs
 
+$(SCAN_BIN)/.installed: requirements-scan.txt
+	@test -n "$(PYTHON_FOR_VENV)" || { echo "python$(PY_MINOR) not found (install it with pyenv)"; exit 1; }
+	$(PYTHON_FOR_VENV) -m venv .venv-scan
+	$(SCAN_BIN)/python -m pip install --quiet --upgrade pip
+	$(SCAN_BIN)/python -m pip install --quiet -r requirements-scan.txt
+	touch $@
+
 .PHONY: lint
 lint: install ## ruff (lint and format check)
 	$(BIN)/ruff check .
@@ -48,16 +57,26 @@ typecheck: install ## mypy (strict) over the layer, the local stack, tests, and 
 validate: install ## sam validate --lint (cfn-lint with the serverless rules)
 	$(BIN)/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 
+.PHONY: scan
+scan: $(SCAN_BIN)/.installed ## checkov over template.yaml, bandit over the deployed code: any finding fails
+	BC_SKIP_MAPPING=TRUE $(SCAN_BIN)/checkov --file template.yaml --framework cloudformation \
+		--compact --quiet --skip-download --output cli
+	$(SCAN_BIN)/bandit --configfile pyproject.toml --recursive --quiet shared functions
+
 .PHONY: unit
 unit: install ## unit tests of the layer and the handler tests (moto in-process)
 	$(BIN)/pytest tests/unit tests/handlers -q
+
+.PHONY: fuzz
+fuzz: install ## hostile bodies, headers and paths against every route (10,000+ cases)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q -s -p no:cacheprovider
 
 .PHONY: e2e
 e2e: install ## end-to-end tests through the local stack over HTTP
 	$(BIN)/pytest tests/e2e -q
 
 .PHONY: test
-test: install lint typecheck validate ## every check and every test
+test: install lint typecheck validate scan ## every check and every test
 	$(BIN)/pytest -q
 
 .PHONY: run
@@ -82,4 +101,4 @@ deploy: build ## sam deploy (add ARGS=--guided the first time)
 
 .PHONY: clean
 clean: ## remove build output and the venv
-	rm -rf .aws-sam $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .aws-sam $(VENV) .venv-scan .mypy_cache .ruff_cache .pytest_cache

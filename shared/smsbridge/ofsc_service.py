@@ -21,7 +21,7 @@ logger = logging.getLogger("smsbridge.ofsc")
 
 SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
 #: Compared against when the login is unknown, so that a failed check costs the same time.
-_DUMMY = ClientConfig(name="-", kind="ofsc", login="\x00", password="\x00")  # noqa: S106
+_DUMMY = ClientConfig(name="-", kind="ofsc", login="\x00", password="\x00")  # noqa: S106  # nosec B106
 
 
 def fault_answer(fault: ofsc.OfscFault) -> HttpAnswer:

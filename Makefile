@@ -69,7 +69,7 @@ unit: install ## unit tests of the layer and the handler tests (moto in-process)
 
 .PHONY: fuzz
 fuzz: install ## hostile bodies, headers and paths against every route (10,000+ cases)
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q -s -p no:cacheprovider
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2100} $(BIN)/pytest tests/handlers/test_fuzz.py -q -s
 
 .PHONY: e2e
 e2e: install ## end-to-end tests through the local stack over HTTP

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -31,6 +31,7 @@ class Stack:
     simulator: Simulator
     dynamodb: Any
     sqs: Any
+    loaded: dict[str, ModuleType] = field(default_factory=dict)
 
     @property
     def table(self) -> str:
@@ -42,6 +43,12 @@ class Stack:
 
     def handler(self, name: str) -> ModuleType:
         return load_handler(name)
+
+    def handler_once(self, name: str) -> ModuleType:
+        """One module per handler for this stack, as one warm Lambda environment."""
+        if name not in self.loaded:
+            self.loaded[name] = load_handler(name)
+        return self.loaded[name]
 
     def invoke(self, module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = module.lambda_handler(event, LambdaContext(function_name="test"))

@@ -214,6 +214,11 @@ def _admit(event: dict[str, Any]) -> dict[str, Any] | None:
             event["body"], event["isBase64Encoded"] = json_text(raw), False
         except UnreadableBody as exc:
             return _refusal(event, 422, str(exc))
+        # The JSON API reads JSON whatever the declared type (curl -d says form-urlencoded);
+        # the resolver would otherwise parse form and multipart bodies on its own.
+        headers = event.get("headers") or {}
+        event["headers"] = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        event["headers"]["content-type"] = JSON
     return None
 
 

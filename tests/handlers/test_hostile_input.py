@@ -267,3 +267,22 @@ def test_vibes_an_over_long_carrier_id_is_a_400(stack: Stack, attribute: str) ->
     )
     assert answer["statusCode"] == 400, answer["body"]
     assert "longer than" in answer["body"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data; boundary=x", "application/x-www-form-urlencoded"]
+)
+def test_json_bodies_are_read_as_json_whatever_their_declared_type(
+    stack: Stack, content_type: str
+) -> None:
+    headers = {**bearer(), "Content-Type": content_type}
+    handler = stack.handler("send_message")
+    answer = stack.invoke(
+        handler, http_event("POST", "/v1/messages", body="\u0100", headers=headers)
+    )
+    refusal(answer, 422)
+    message = json.dumps({"message_id": "typed", "to": "+4915112345601", "text": "hi"})
+    answer = stack.invoke(
+        handler, http_event("POST", "/v1/messages", body=message, headers=headers)
+    )
+    assert answer["statusCode"] == 202, answer["body"]

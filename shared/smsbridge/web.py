@@ -12,6 +12,10 @@ from urllib.parse import parse_qsl
 #: JSON API is three levels deep; Python's json module recurses once per level).
 MAX_JSON_DEPTH = 32
 
+#: Numbers with more digits are refused too (Python's int() raises past 4,300).
+MAX_JSON_DIGITS = 100
+
+_LONG_NUMBER = re.compile(rf"[0-9]{{{MAX_JSON_DIGITS + 1},}}")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
@@ -28,6 +32,9 @@ def json_text(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> str:
         raise UnreadableBody("the body is not UTF-8 text") from None
     if json_depth_over(text, max_depth):
         raise UnreadableBody(f"the JSON is nested deeper than {max_depth} levels")
+    if _LONG_NUMBER.search(_JSON_STRING.sub('""', text)):
+        # Python's int() refuses over 4,300 digits; no field of ours needs more than a few.
+        raise UnreadableBody(f"the JSON has a number of more than {MAX_JSON_DIGITS} digits")
     return text
 
 

@@ -137,6 +137,7 @@ def refusal(answer: dict[str, Any], status: int) -> dict[str, Any]:
         b"\xb2",
         "[" * 1_500 + "]" * 1_500,
         '{"messages": ' + "[" * 1_100 + "]" * 1_100 + "}",
+        '{"to": "+4915112345601", "text": "hi", "validity_minutes": ' + "9" * 5_000 + "}",
     ],
 )
 def test_json_non_utf8_or_deep_bodies_are_422(stack: Stack, body: str | bytes) -> None:

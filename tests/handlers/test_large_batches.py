@@ -35,7 +35,7 @@ def batch(count: int) -> str:
 @pytest.fixture
 def aws_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     calls: Counter[str] = Counter()
-    original = BaseClient._make_api_call
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
 
     def counted(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
         calls[operation] += 1

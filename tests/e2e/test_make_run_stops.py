@@ -14,7 +14,8 @@ from pathlib import Path
 
 import requests
 
-from tests.support import ROOT, free_port
+from local.aws import free_port
+from tests.support import ROOT
 
 #: What a person accepts between Ctrl-C and the prompt.
 PATIENCE_SECONDS = 2.5

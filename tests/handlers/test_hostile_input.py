@@ -10,9 +10,10 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from local.api import http_event
 from tests.handlers.conftest import Stack
 from tests.handlers.test_ofsc import ENVELOPE, OK, by_id, send_message, texts
-from tests.support import basic, bearer, http_event
+from tests.support import basic, bearer
 
 
 def ofsc_call(stack: Stack, body: str | bytes, auth: str | None = OK) -> dict[str, Any]:

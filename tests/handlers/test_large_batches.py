@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from botocore.client import BaseClient
 
+from local.drivers import sqs_event
 from smsbridge.models import Message
 from smsbridge.repository import MessageRepository
 from tests.handlers.conftest import Stack
 from tests.handlers.test_ofsc import ENVELOPE, OK, call, texts
-from tests.support import sqs_event
 
 #: A stand-in for DynamoDB's round trip, so that sequential writes show.
 PUT_LATENCY = 0.02
@@ -86,7 +86,8 @@ def test_a_large_batch_is_written_concurrently_and_queued_in_few_calls(
 def test_dispatch_fans_a_packed_record_out_into_one_record_per_message(stack: Stack) -> None:
     ids = [f"{i:032x}" for i in range(10)]
     event = sqs_event(
-        [("handle-1", json.dumps({"ids": ids}))], stack.resources.queue_arn("DispatchQueue")
+        [{"MessageId": "m-1", "ReceiptHandle": "handle-1", "Body": json.dumps({"ids": ids})}],
+        stack.resources.queue_arn("DispatchQueue"),
     )
     result = stack.invoke(stack.handler("dispatch"), event)
     assert result["batchItemFailures"] == []

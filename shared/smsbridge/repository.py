@@ -16,15 +16,15 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from smsbridge.models import HistoryEntry, Message, Origin, StatusReport, iso
-from smsbridge.statuses import Status, decide
+from smsbridge.statuses import Status
 
 logger = logging.getLogger("smsbridge.repository")
 
@@ -38,22 +38,11 @@ OPEN_INDEX = "OpenByNextCheck"
 #: The SMS log by day (reports): partition `YYYY-MM-DD#n`, sorted by `inserted_at`.
 LOG_INDEX = "LogByDay"
 LOG_INDEX_SHARDS = 4
-_MAX_APPLY_TRIES = 16
-#: The history keeps its first entries (how the message started) and its latest ones; what lies
-#: between is dropped and counted in `history_dropped`, so a carrier that repeats itself cannot
-#: push the item towards DynamoDB's 400 KB limit. At most ~60 entries of at most ~1.5 KB.
-HISTORY_HEAD = 10
-HISTORY_TAIL = 50
 #: Orphan receipts kept per carrier id at most (a carrier repeating itself cannot grow the item).
 MAX_ORPHANS = 50
-#: Longest text kept in one history entry field (carrier descriptions can be long).
-HISTORY_FIELD_CHARS = 300
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-NextCheck = Callable[[Message, Status], int | None]
-Transform = Callable[[Message, StatusReport], StatusReport]
 
 
 class MessageNotFound(LookupError):
@@ -70,27 +59,6 @@ def log_partition_of(message_id: str, inserted_at: str) -> str:
 
 def gateway_key(carrier: str, gateway_id: str) -> str:
     return f"gw#{carrier}#{gateway_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyOutcome:
-    #: The message after the write.
-    message: Message
-    #: The message the decision was made on (it still holds the pending text).
-    before: Message
-    #: The report as applied (after any transform).
-    report: StatusReport
-    changed: bool
-    #: How many reports brought a final that disagrees with the one held (`ConflictingFinal`).
-    conflicts: int = 0
-
-    @property
-    def conflicting(self) -> bool:
-        return self.conflicts > 0
-
-    @property
-    def previous(self) -> Status:
-        return self.before.status
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,107 +79,6 @@ class ClaimOutcome:
     current: Message | None
 
 
-@dataclass(slots=True)
-class _Fold:
-    """What a run of reports does to one message: the attributes to set and the new history."""
-
-    status: Status
-    history: list[HistoryEntry]
-    dropped: int
-    last_report: StatusReport
-    fields: dict[str, Any] = field(default_factory=dict)
-    history_changed: bool = False
-    conflicts: int = 0
-
-    @property
-    def writes(self) -> bool:
-        return self.history_changed or bool(self.fields)
-
-
-def history_entry(report: StatusReport, now: datetime, own_gateway_id: str = "") -> HistoryEntry:
-    """The history entry of one report (long carrier texts cut to HISTORY_FIELD_CHARS)."""
-
-    def cut(text: str) -> str:
-        return text[:HISTORY_FIELD_CHARS]
-
-    return HistoryEntry(
-        at=iso(report.at or now),
-        status=str(report.status),
-        gateway_status=cut(report.gateway_status),
-        source=report.source,
-        gateway_error=cut(report.gateway_error),
-        description=cut(report.description),
-        received_at=iso(now) if report.at else "",
-        gateway_id="" if report.gateway_id == own_gateway_id else cut(report.gateway_id),
-        gateway_forwarded_to=cut(report.gateway_forwarded_to),
-        gateway_forwarded_from=cut(report.gateway_forwarded_from),
-        operator=cut(report.operator),
-        sent_at=cut(report.sent_at),
-        carrier_time_text=cut(report.carrier_time_text),
-    )
-
-
-def bounded(history: list[HistoryEntry], dropped: int) -> tuple[list[HistoryEntry], int]:
-    """Keep the first HISTORY_HEAD and the latest HISTORY_TAIL entries; count the others."""
-    excess = len(history) - HISTORY_HEAD - HISTORY_TAIL
-    if excess <= 0:
-        return history, dropped
-    return history[:HISTORY_HEAD] + history[HISTORY_HEAD + excess :], dropped + excess
-
-
-def _fold(
-    current: Message,
-    reports: Sequence[StatusReport],
-    *,
-    now: datetime,
-    transform: Transform | None,
-) -> _Fold:
-    """Decide `reports` in order from `current`; pure (no I/O)."""
-    plan = _Fold(
-        status=current.status,
-        history=list(current.history),
-        dropped=current.history_dropped,
-        last_report=reports[-1],
-    )
-    state = current
-    for original in reports:
-        report = transform(state, original) if transform else original
-        plan.last_report = report
-        decision = decide(plan.status, report.status)
-        if decision.conflicting:
-            plan.conflicts += 1
-        entry = history_entry(report, now, current.gateway_id)
-        repeat = any(entry.same_event(seen) for seen in plan.history)
-        if not repeat or decision.changes:
-            plan.history.append(entry)
-            plan.history_changed = True
-        if report.operator and report.operator != state.operator:
-            plan.fields["operator"] = report.operator[:HISTORY_FIELD_CHARS]
-            state = replace(state, operator=report.operator)
-        if decision.new_status is None:
-            continue
-        new = decision.new_status
-        plan.status = new
-        fields = plan.fields
-        fields["status"] = str(new)
-        fields["status_changed_at"] = iso(report.at or now)
-        fields["description"] = (report.description or str(new))[:HISTORY_FIELD_CHARS]
-        if report.gateway_status:
-            fields["gateway_status"] = report.gateway_status[:HISTORY_FIELD_CHARS]
-        if report.gateway_error:
-            fields["gateway_error"] = report.gateway_error[:HISTORY_FIELD_CHARS]
-        if report.forwarded_to:
-            fields["forwarded_to"] = report.forwarded_to
-        if report.forwarded_from and not current.forwarded_from:
-            fields["forwarded_from"] = report.forwarded_from
-        if new == Status.DELIVERED:
-            fields["delivered_at"] = iso(report.at or now)
-        state = replace(state, status=new)
-    if plan.history_changed:
-        plan.history, plan.dropped = bounded(plan.history, plan.dropped)
-    return plan
-
-
 def _to_av(value: Any) -> dict[str, Any]:
     return dict(_serializer.serialize(value))
 
@@ -220,95 +87,67 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {key: _deserializer.deserialize(value) for key, value in item.items()}
 
 
+#: Message fields the mapping leaves out: poller bookkeeping, written only with the open index.
+_NOT_MAPPED = frozenset({"next_check_at", "poll_count"})
+#: Stored only once set (an item without it reads as 0).
+_OMITTED_WHEN_ZERO = frozenset({"status_seq"})
+#: Read for a missing attribute where the field has no default of its own.
+_MISSING: dict[str, Any] = {"type": "text"}
+_FIELD_TYPES = get_type_hints(Message)
+_MAPPED = tuple(f for f in fields(Message) if f.name not in _NOT_MAPPED)
+
+
+def _plain(value: Any) -> Any:
+    """A model value as stored: nested records as their dicts, statuses as their names."""
+    if isinstance(value, HistoryEntry | Origin):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(entry) for entry in value]
+    if isinstance(value, Status):
+        return str(value)
+    return value
+
+
+_READERS: dict[Any, Callable[[Any], Any]] = {
+    str: str,
+    int: int,
+    int | None: int,
+    bool: bool,
+    Status: Status,
+    Origin: lambda data: Origin(**data),
+    list[HistoryEntry]: lambda entries: [HistoryEntry.from_dict(entry) for entry in entries],
+}
+
+
+def _missing(f: Field[Any]) -> Any:
+    if f.name in _MISSING:
+        return _MISSING[f.name]
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return _FIELD_TYPES[f.name]()
+
+
 def message_to_item(message: Message) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": message.id,
-        "item_type": "message",
-        "client": message.client,
-        "message_id": message.message_id,
-        "phone_number": message.phone_number,
-        "type": message.type,
-        "body": message.body,
-        "sender": message.sender,
-        "carrier": message.carrier,
-        "segments": message.segments,
-        "encoding": message.encoding,
-        "status": str(message.status),
-        "description": message.description,
-        "gateway_id": message.gateway_id,
-        "gateway_status": message.gateway_status,
-        "gateway_error": message.gateway_error,
-        "status_changed_at": message.status_changed_at,
-        "inserted_at": message.inserted_at,
-        "updated_at": message.updated_at,
-        "submitted_at": message.submitted_at,
-        "delivered_at": message.delivered_at,
-        "attempts": message.attempts,
-        "history": [entry.to_dict() for entry in message.history],
-        "history_dropped": message.history_dropped,
-        "history_rev": message.history_rev,
-        "operator": message.operator,
-        "forwarded_to": message.forwarded_to,
-        "forwarded_from": message.forwarded_from,
-        "submitter_message_id": message.submitter_message_id,
-        "callback_url": message.callback_url,
-        "callback_events": message.callback_events,
-        "origin": message.origin.to_dict(),
-        "alternate_delivery": message.alternate_delivery,
-        "validity_minutes": message.validity_minutes,
-        "send_to": message.send_to,
-        "expires_at": message.expires_at,
-        "text": message.text,
-        "country": message.country,
-        "status_seq": message.status_seq or None,
+    """The item of a message: every field of the model by its own name (empty ones left out)."""
+    data: dict[str, Any] = {"item_type": "message"}
+    data.update({f.name: _plain(getattr(message, f.name)) for f in _MAPPED})
+    return {
+        key: _to_av(value)
+        for key, value in data.items()
+        if value not in ("", None) and not (key in _OMITTED_WHEN_ZERO and value == 0)
     }
-    return {key: _to_av(value) for key, value in data.items() if value not in ("", None)}
 
 
 def message_from_item(item: dict[str, Any]) -> Message:
     data = _from_item(item)
-    return Message(
-        id=data["id"],
-        client=data.get("client", ""),
-        message_id=data.get("message_id", ""),
-        phone_number=data.get("phone_number", ""),
-        type=data.get("type", "text"),
-        body=data.get("body", ""),
-        sender=data.get("sender", ""),
-        carrier=data.get("carrier", ""),
-        segments=int(data.get("segments", 0)),
-        encoding=data.get("encoding", ""),
-        status=Status(data["status"]),
-        inserted_at=data.get("inserted_at", ""),
-        updated_at=data.get("updated_at", ""),
-        status_changed_at=data.get("status_changed_at", ""),
-        description=data.get("description", ""),
-        gateway_id=data.get("gateway_id", ""),
-        gateway_status=data.get("gateway_status", ""),
-        gateway_error=data.get("gateway_error", ""),
-        submitted_at=data.get("submitted_at", ""),
-        delivered_at=data.get("delivered_at", ""),
-        attempts=int(data.get("attempts", 0)),
-        history=[HistoryEntry.from_dict(entry) for entry in data.get("history", [])],
-        history_dropped=int(data.get("history_dropped", 0)),
-        history_rev=int(data.get("history_rev", 0)),
-        operator=data.get("operator", ""),
-        forwarded_to=data.get("forwarded_to", ""),
-        forwarded_from=data.get("forwarded_from", ""),
-        submitter_message_id=data.get("submitter_message_id", ""),
-        callback_url=data.get("callback_url", ""),
-        callback_events=data.get("callback_events", "final"),
-        origin=Origin(**data.get("origin", {})),
-        alternate_delivery=bool(data.get("alternate_delivery", False)),
-        validity_minutes=int(data["validity_minutes"]) if "validity_minutes" in data else None,
-        send_to=data.get("send_to", ""),
-        expires_at=int(data.get("expires_at", 0)),
-        text=data.get("text", ""),
-        country=data.get("country", ""),
-        next_check_at=int(data["next_check_at"]) if "next_check_at" in data else None,
-        poll_count=int(data.get("poll_count", 0)),
-        status_seq=int(data.get("status_seq", 0)),
-    )
+    values = {
+        f.name: _READERS[_FIELD_TYPES[f.name]](data[f.name]) if f.name in data else _missing(f)
+        for f in fields(Message)
+        if f.name not in ("id", "status")
+    }
+    return Message(id=data["id"], status=Status(data["status"]), **values)
 
 
 def message_from_image(image: dict[str, Any] | None) -> Message | None:
@@ -462,132 +301,60 @@ class MessageRepository:
                 },
             )
 
-    def apply(
+    def update_if_unchanged(
         self,
-        message_id: str,
-        report: StatusReport,
+        sms_id: str,
         *,
-        now: datetime,
-        known: Message | None = None,
-        next_check: NextCheck | None = None,
-        set_fields: dict[str, Any] | None = None,
-        remove_fields: tuple[str, ...] = (),
-        transform: Transform | None = None,
-    ) -> ApplyOutcome | None:
-        """Record a report in the history and move the status by the rules of SPEC 2.1.
+        expected: Message,
+        set_fields: Mapping[str, Any],
+        remove_fields: Iterable[str] = (),
+        counters: Iterable[str] = (),
+    ) -> Message | None:
+        """Set and remove attributes of a message and add one to each of `counters`, if its
+        status and history revision are still those of `expected`; the message after the write,
+        None when another writer changed it first (or it is gone).
 
-        One report of `apply_many`; None when the message does not exist.
+        Values are the model's (statuses, history entries); setting `next_check_at` puts the
+        message in the open index, removing it takes the message out.
         """
-        return self.apply_many(
-            message_id,
-            [report],
-            now=now,
-            known=known,
-            next_check=next_check,
-            set_fields=set_fields,
-            remove_fields=remove_fields,
-            transform=transform,
-        )
-
-    def apply_many(
-        self,
-        message_id: str,
-        reports: Sequence[StatusReport],
-        *,
-        now: datetime,
-        known: Message | None = None,
-        next_check: NextCheck | None = None,
-        set_fields: dict[str, Any] | None = None,
-        remove_fields: tuple[str, ...] = (),
-        transform: Transform | None = None,
-    ) -> ApplyOutcome | None:
-        """Apply reports in order with one conditional write (SPEC 2.1).
-
-        Each report is decided on the status the ones before it left. A report identical to one
-        already in the history (status, carrier status, error, carrier time, source) that moves
-        nothing adds no entry; the history keeps its first `HISTORY_HEAD` and latest
-        `HISTORY_TAIL` entries and counts the rest in `history_dropped`. When nothing changes,
-        nothing is written. The write is conditional on the status and the history revision it
-        was decided from; when another writer got there first, everything is decided again on
-        the fresh state. `next_check` gives the index time for a message that stays open;
-        `transform` may rewrite a report from the current state (alternate delivery turns a
-        failure into `forwarded`). None when the message does not exist.
-        """
-        current = known
-        for _ in range(_MAX_APPLY_TRIES):
-            if current is None:
-                current = self.get(message_id)
-                if current is None:
-                    return None
-            plan = _fold(current, reports, now=now, transform=transform)
-            if not plan.writes and not set_fields and not remove_fields:
-                return ApplyOutcome(
-                    message=current,
-                    before=current,
-                    report=plan.last_report,
-                    changed=False,
-                    conflicts=plan.conflicts,
-                )
-            update = _Update()
-            if plan.history_changed:
-                update.set("history", [entry.to_dict() for entry in plan.history])
-                update.set("history_dropped", plan.dropped)
+        update = _Update()
+        for key, value in set_fields.items():
+            update.set(key, _plain(value))
+        if "next_check_at" in set_fields:
+            update.set("open_shard", open_shard_of(sms_id))
+        removes = tuple(remove_fields)
+        if removes:
+            update.remove(*removes)
+        if "next_check_at" in removes:
+            update.remove("open_shard")
+        for counter in counters:
             update.set_expression(
-                "#history_rev = if_not_exists(#history_rev, :zero_rev) + :one_rev",
-                {"#history_rev": "history_rev"},
-                {":zero_rev": 0, ":one_rev": 1},
+                f"#{counter} = if_not_exists(#{counter}, :zero) + :one",
+                {f"#{counter}": counter},
+                {":zero": 0, ":one": 1},
             )
-            update.set("updated_at", iso(now))
-            for key, value in (set_fields or {}).items():
-                update.set(key, value)
-            if remove_fields:
-                update.remove(*remove_fields)
-            for key, value in plan.fields.items():
-                update.set(key, value)
-            new = plan.status
-            if new != current.status:
-                # One write is one status change on the stream: notify orders by this number.
-                update.set_expression(
-                    "#status_seq = if_not_exists(#status_seq, :zero_seq) + :one_seq",
-                    {"#status_seq": "status_seq"},
-                    {":zero_seq": 0, ":one_seq": 1},
-                )
-                if new.is_final:
-                    update.remove("open_shard", "next_check_at", "text", "claimed_until")
-                elif next_check is not None:
-                    due = next_check(current, new)
-                    if due is not None:
-                        update.set("next_check_at", due)
-                        update.set("open_shard", open_shard_of(message_id))
-            update.names["#status"] = "status"
-            update.values[":current"] = _to_av(str(current.status))
-            update.values[":rev"] = _to_av(current.history_rev)
-            condition = "#status = :current AND "
-            if current.history_rev:
-                condition += "#history_rev = :rev"
-            else:
-                condition += "(attribute_not_exists(#history_rev) OR #history_rev = :rev)"
-            try:
-                answer = self._client.update_item(
-                    TableName=self._table,
-                    Key={"id": {"S": message_id}},
-                    UpdateExpression=update.expression(),
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=update.names,
-                    ExpressionAttributeValues=update.values,
-                    ReturnValues="ALL_NEW",
-                )
-            except self._conditional_failed:
-                current = None
-                continue
-            return ApplyOutcome(
-                message=message_from_item(answer["Attributes"]),
-                before=current,
-                report=plan.last_report,
-                changed=new != current.status,
-                conflicts=plan.conflicts,
+        update.names["#status"] = "status"
+        update.names["#history_rev"] = "history_rev"
+        update.values[":expected_status"] = _to_av(str(expected.status))
+        update.values[":expected_rev"] = _to_av(expected.history_rev)
+        condition = "#status = :expected_status AND "
+        if expected.history_rev:
+            condition += "#history_rev = :expected_rev"
+        else:
+            condition += "(attribute_not_exists(#history_rev) OR #history_rev = :expected_rev)"
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": sms_id}},
+                UpdateExpression=update.expression(),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=update.names,
+                ExpressionAttributeValues=update.values,
+                ReturnValues="ALL_NEW",
             )
-        raise RuntimeError(f"status of {message_id} kept changing; report not applied")
+        except self._conditional_failed:
+            return None
+        return message_from_item(answer["Attributes"])
 
     def reschedule(
         self,

@@ -8,19 +8,44 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from smsbridge.config import AppConfig, Settings
 from smsbridge.lifecycle import Lifecycle
-from smsbridge.models import Message, StatusReport, iso, message_key, parse_iso, utcnow
+from smsbridge.models import Message, StatusReport, iso, parse_iso, utcnow
 from smsbridge.queueing import DispatchQueue
-from smsbridge.repository import ApplyOutcome, MessageRepository
-from smsbridge.statuses import ALTERNATE_ELIGIBLE, Status
+from smsbridge.repository import MessageRepository
+from smsbridge.statuses import Status
 from smsbridge.telemetry import MetricSink
+from smsbridge.transitions import transition
 
 logger = logging.getLogger("smsbridge.tracking")
+
+#: Conditional writes tried for one run of reports before giving up (each lost race re-reads).
+MAX_APPLY_TRIES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOutcome:
+    #: The message after the write.
+    message: Message
+    #: The message the decision was made on (it still holds the pending text).
+    before: Message
+    #: The last report as applied (after alternate delivery).
+    report: StatusReport
+    changed: bool
+    #: How many reports brought a final that disagrees with the one held (`ConflictingFinal`).
+    conflicts: int = 0
+
+    @property
+    def conflicting(self) -> bool:
+        return self.conflicts > 0
+
+    @property
+    def previous(self) -> Status:
+        return self.before.status
 
 
 class StatusTracker:
@@ -63,20 +88,17 @@ class StatusTracker:
         set_fields: dict[str, Any] | None = None,
         remove_fields: tuple[str, ...] = (),
     ) -> ApplyOutcome | None:
-        """Apply reports for one message in order, with one conditional write."""
+        """Apply reports for one message in order, with one conditional write (SPEC 2.1).
+
+        Read (or take `known`), decide (`transitions.transition`), write on condition that the
+        status and history revision are still those decided from; when another writer got there
+        first, read and decide again. When nothing changes, nothing is written. None when the
+        message does not exist.
+        """
         if not reports:
             return None
         now = self.clock()
-        outcome = self.repository.apply_many(
-            message_id,
-            reports,
-            now=now,
-            known=known,
-            next_check=lambda message, status: self.lifecycle.next_check(message, status, now),
-            set_fields=set_fields,
-            remove_fields=remove_fields,
-            transform=self._alternate_delivery,
-        )
+        outcome = self._apply(message_id, reports, now, known, set_fields or {}, remove_fields)
         if outcome is None:
             return None
         self._count(outcome, now)
@@ -129,38 +151,49 @@ class StatusTracker:
                 ]
         return holder, waiting
 
+    def _apply(
+        self,
+        message_id: str,
+        reports: Sequence[StatusReport],
+        now: datetime,
+        current: Message | None,
+        set_fields: dict[str, Any],
+        remove_fields: tuple[str, ...],
+    ) -> ApplyOutcome | None:
+        for _ in range(MAX_APPLY_TRIES):
+            if current is None:
+                current = self.repository.get(message_id)
+                if current is None:
+                    return None
+            change = transition(
+                current,
+                reports,
+                now=now,
+                alternate=self._alternate_carrier(current),
+                lifecycle=self.lifecycle,
+                also_set=set_fields,
+                also_remove=remove_fields,
+            )
+            if not change.writes:
+                return ApplyOutcome(current, current, change.report, False, change.conflicts)
+            written = self.repository.update_if_unchanged(
+                message_id,
+                expected=current,
+                set_fields=change.fields,
+                remove_fields=change.removes,
+                counters=change.counters,
+            )
+            if written is None:
+                current = None
+                continue
+            return ApplyOutcome(written, current, change.report, change.changed, change.conflicts)
+        raise RuntimeError(f"status of {message_id} kept changing; report not applied")
+
     # --- alternate delivery (SPEC 4.1) ----------------------------------------------------
 
     def _alternate_carrier(self, message: Message) -> str | None:
         carrier = self.config.carriers.get(message.carrier)
         return carrier.alternate if carrier else None
-
-    def _alternate_delivery(self, current: Message, report: StatusReport) -> StatusReport:
-        """Turn an eligible failure into `forwarded`, or say why it cannot be forwarded."""
-        if (
-            report.status not in ALTERNATE_ELIGIBLE
-            or current.is_final
-            or not current.alternate_delivery
-            or current.forwarded_from
-        ):
-            return report
-        alternate = self._alternate_carrier(current)
-        if alternate is None:
-            return report
-        if current.segments > 1:
-            reason = (
-                f"alternate delivery is not available for concatenated messages "
-                f"({current.segments} segments)"
-            )
-            description = f"{report.description}; {reason}" if report.description else reason
-            return replace(report, description=description)
-        alternate_id = message_key(current.client, current.message_id, route_hop=1)
-        description = f"{report.status}: forwarded to {alternate}"
-        if report.description:
-            description = f"{report.description}; forwarded to {alternate}"
-        return replace(
-            report, status=Status.FORWARDED, forwarded_to=alternate_id, description=description
-        )
 
     def _queue_alternate(self, original: Message, forwarded: Message) -> None:
         alternate_name = self._alternate_carrier(original)

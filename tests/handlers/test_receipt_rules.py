@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 import pytest
 
 from local.api import http_event
-from smsbridge.repository import HISTORY_HEAD, HISTORY_TAIL, MAX_ORPHANS, MessageRepository
+from smsbridge.repository import MAX_ORPHANS, MessageRepository
+from smsbridge.transitions import HISTORY_HEAD, HISTORY_TAIL
 from tests.handlers.conftest import Stack
 from tests.handlers.test_dlr_webhook import SMARTSWITCH_AUTH
 from tests.support import basic, bearer

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from smsbridge.models import HistoryEntry, Message, StatusReport
-from smsbridge.repository import HISTORY_HEAD, HISTORY_TAIL, _fold, bounded
 from smsbridge.statuses import Status
+from smsbridge.transitions import HISTORY_HEAD, HISTORY_TAIL, bounded, transition
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
@@ -40,32 +40,32 @@ def receipt(status: Status, **fields: object) -> StatusReport:
 
 
 def test_identical_reports_add_one_entry() -> None:
-    plan = _fold(message(), [receipt(Status.ENROUTE)] * 300, now=NOW, transform=None)
+    plan = transition(message(), [receipt(Status.ENROUTE)] * 300, now=NOW)
     assert plan.status == Status.ENROUTE
     assert [e.status for e in plan.history] == ["queued", "enroute"]
     assert plan.fields["status"] == "enroute"
 
 
 def test_a_repeat_of_what_is_recorded_writes_nothing() -> None:
-    first = _fold(message(), [receipt(Status.ENROUTE)], now=NOW, transform=None)
+    first = transition(message(), [receipt(Status.ENROUTE)], now=NOW)
     current = message(Status.ENROUTE, first.history)
     later = NOW + timedelta(minutes=5)
-    again = _fold(current, [receipt(Status.ENROUTE)] * 10, now=later, transform=None)
+    again = transition(current, [receipt(Status.ENROUTE)] * 10, now=later)
     assert not again.writes
 
 
 def test_a_repeat_that_moves_the_status_is_recorded() -> None:
     # unknown may move to enroute: an enroute seen before still counts when it moves the status.
-    seen = _fold(message(), [receipt(Status.ENROUTE)], now=NOW, transform=None).history
+    seen = transition(message(), [receipt(Status.ENROUTE)], now=NOW).history
     current = message(Status.UNKNOWN, seen)
-    plan = _fold(current, [receipt(Status.ENROUTE)], now=NOW, transform=None)
+    plan = transition(current, [receipt(Status.ENROUTE)], now=NOW)
     assert plan.status == Status.ENROUTE
     assert [e.status for e in plan.history] == ["queued", "enroute", "enroute"]
 
 
 def test_the_first_final_wins_within_one_write_and_conflicts_are_counted() -> None:
     reports = [receipt(Status.DELIVERED), receipt(Status.EXPIRED), receipt(Status.REJECTED)]
-    plan = _fold(message(), reports, now=NOW, transform=None)
+    plan = transition(message(), reports, now=NOW)
     assert plan.status == Status.DELIVERED
     assert plan.conflicts == 2
     assert [e.status for e in plan.history][1:] == ["delivered", "expired", "rejected"]
@@ -73,7 +73,7 @@ def test_the_first_final_wins_within_one_write_and_conflicts_are_counted() -> No
 
 def test_different_carrier_times_are_different_events() -> None:
     reports = [receipt(Status.ENROUTE, at=NOW - timedelta(seconds=n)) for n in range(3)]
-    plan = _fold(message(), reports, now=NOW, transform=None)
+    plan = transition(message(), reports, now=NOW)
     assert len(plan.history) == 4
     assert all(e.received_at for e in plan.history[1:])
 
@@ -89,14 +89,12 @@ def test_the_history_keeps_the_first_and_the_latest_entries() -> None:
 
 
 def test_long_carrier_texts_are_cut() -> None:
-    plan = _fold(
-        message(), [receipt(Status.ENROUTE, description="x" * 5000)], now=NOW, transform=None
-    )
+    plan = transition(message(), [receipt(Status.ENROUTE, description="x" * 5000)], now=NOW)
     assert len(plan.history[-1].description) == 300
     assert len(plan.fields["description"]) == 300
 
 
 def test_the_operator_is_kept_on_the_message() -> None:
-    plan = _fold(message(), [receipt(Status.DELIVERED, operator="TELCEL")], now=NOW, transform=None)
+    plan = transition(message(), [receipt(Status.DELIVERED, operator="TELCEL")], now=NOW)
     assert plan.fields["operator"] == "TELCEL"
     assert plan.history[-1].operator == "TELCEL"

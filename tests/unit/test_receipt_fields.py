@@ -18,8 +18,8 @@ from smsbridge.receipts import (
     RECEIPT_FIELDS,
     report_of,
 )
-from smsbridge.repository import history_entry
 from smsbridge.statuses import Status
+from smsbridge.transitions import history_entry
 from tests.unit.carrier_fakes import DLR_CREDENTIALS, carrier_config, http_request
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)

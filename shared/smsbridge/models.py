@@ -97,8 +97,11 @@ class Origin:
         return {key: value for key, value in asdict(self).items() if value}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Message:
+    """One message of the SMS log. The fields are in the order the JSON API shows them; the
+    table's item holds each under its own name (`repository.message_to_item`)."""
+
     id: str
     client: str
     message_id: str
@@ -111,19 +114,21 @@ class Message:
     segments: int
     encoding: str
     status: Status
-    inserted_at: str
-    updated_at: str
-    status_changed_at: str
     description: str = ""
     gateway_id: str = ""
     gateway_status: str = ""
     gateway_error: str = ""
+    status_changed_at: str
+    inserted_at: str
+    updated_at: str
     submitted_at: str = ""
     delivered_at: str = ""
     attempts: int = 0
     history: list[HistoryEntry] = field(default_factory=list)
     #: How many history entries were dropped from the middle to keep the history bounded.
     history_dropped: int = 0
+    #: The operator that handled the message, as the carrier reports it (Concepto Móvil).
+    operator: str = ""
     forwarded_to: str = ""
     forwarded_from: str = ""
     submitter_message_id: str = ""
@@ -134,14 +139,13 @@ class Message:
     validity_minutes: int | None = None
     #: OFSC `send_to`: the latest send time (ISO), '' when none.
     send_to: str = ""
+    # --- not shown by the JSON API (INTERNAL_FIELDS) ---
     #: TTL (epoch seconds).
     expires_at: int = 0
     #: The text to send; kept only while the message is open, removed when it is final.
     text: str = ""
     #: Region of the number (ISO 3166 alpha-2), for carriers that want it.
     country: str = ""
-    #: The operator that handled the message, as the carrier reports it (Concepto Móvil).
-    operator: str = ""
     #: Optimistic-lock counter of the history (each write of it adds one).
     history_rev: int = 0
     #: Poller bookkeeping: when the open message is next looked at, and how often it was polled.
@@ -166,44 +170,32 @@ class Message:
 
     def public_view(self) -> dict[str, Any]:
         """The record as the JSON API shows it (no internal fields, no pending text)."""
-        view: dict[str, Any] = {
-            "id": self.id,
-            "client": self.client,
-            "message_id": self.message_id,
-            "phone_number": self.phone_number,
-            "type": self.type,
-            "body": self.body,
-            "sender": self.sender,
-            "carrier": self.carrier,
-            "segments": self.segments,
-            "encoding": self.encoding,
-            "status": str(self.status),
-            "description": self.description,
-            "gateway_id": self.gateway_id,
-            "gateway_status": self.gateway_status,
-            "gateway_error": self.gateway_error,
-            "status_changed_at": self.status_changed_at,
-            "inserted_at": self.inserted_at,
-            "updated_at": self.updated_at,
-            "submitted_at": self.submitted_at,
-            "delivered_at": self.delivered_at,
-            "attempts": self.attempts,
-            "history": [entry.to_dict() for entry in self.history],
-            "history_dropped": self.history_dropped,
-            "operator": self.operator,
-            "forwarded_to": self.forwarded_to,
-            "forwarded_from": self.forwarded_from,
-            "submitter_message_id": self.submitter_message_id,
-            "callback_url": self.callback_url,
-            "callback_events": self.callback_events,
-            "origin": self.origin.to_dict(),
-            "alternate_delivery": self.alternate_delivery,
-            "validity_minutes": self.validity_minutes,
-            "send_to": self.send_to,
-        }
-        if not self.history_dropped:
-            del view["history_dropped"]
-        return {key: value for key, value in view.items() if value not in ("", None)}
+        view: dict[str, Any] = {}
+        for f in fields(self):
+            value = plain(getattr(self, f.name))
+            if f.name in INTERNAL_FIELDS or value in ("", None):
+                continue
+            if f.name == "history_dropped" and not value:
+                continue
+            view[f.name] = value
+        return view
+
+
+#: Fields of a message the JSON API does not show: bookkeeping and the pending text.
+INTERNAL_FIELDS = frozenset(
+    {"expires_at", "text", "country", "history_rev", "next_check_at", "poll_count", "status_seq"}
+)
+
+
+def plain(value: Any) -> Any:
+    """A model value as stored and shown: records as their dicts, statuses as their names."""
+    if isinstance(value, HistoryEntry | Origin):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [plain(entry) for entry in value]
+    if isinstance(value, Status):
+        return str(value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from smsbridge.models import HistoryEntry, Message, Origin, StatusReport, iso
+from smsbridge.models import HistoryEntry, Message, Origin, StatusReport, iso, plain
 from smsbridge.statuses import Status
 
 logger = logging.getLogger("smsbridge.repository")
@@ -97,17 +97,6 @@ _FIELD_TYPES = get_type_hints(Message)
 _MAPPED = tuple(f for f in fields(Message) if f.name not in _NOT_MAPPED)
 
 
-def _plain(value: Any) -> Any:
-    """A model value as stored: nested records as their dicts, statuses as their names."""
-    if isinstance(value, HistoryEntry | Origin):
-        return value.to_dict()
-    if isinstance(value, list):
-        return [_plain(entry) for entry in value]
-    if isinstance(value, Status):
-        return str(value)
-    return value
-
-
 _READERS: dict[Any, Callable[[Any], Any]] = {
     str: str,
     int: int,
@@ -132,7 +121,7 @@ def _missing(f: Field[Any]) -> Any:
 def message_to_item(message: Message) -> dict[str, Any]:
     """The item of a message: every field of the model by its own name (empty ones left out)."""
     data: dict[str, Any] = {"item_type": "message"}
-    data.update({f.name: _plain(getattr(message, f.name)) for f in _MAPPED})
+    data.update({f.name: plain(getattr(message, f.name)) for f in _MAPPED})
     return {
         key: _to_av(value)
         for key, value in data.items()
@@ -319,7 +308,7 @@ class MessageRepository:
         """
         update = _Update()
         for key, value in set_fields.items():
-            update.set(key, _plain(value))
+            update.set(key, plain(value))
         if "next_check_at" in set_fields:
             update.set("open_shard", open_shard_of(sms_id))
         removes = tuple(remove_fields)

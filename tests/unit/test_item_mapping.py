@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from smsbridge.models import HistoryEntry, Message, Origin
+from smsbridge.models import INTERNAL_FIELDS, HistoryEntry, Message, Origin
 from smsbridge.repository import message_from_image, message_from_item, message_to_item
 from smsbridge.statuses import Status
 
@@ -105,3 +105,14 @@ def test_poller_bookkeeping_is_read_but_written_only_with_the_open_index() -> No
 def test_other_item_kinds_are_not_messages() -> None:
     assert message_from_image({"id": {"S": "gw#x#1"}, "item_type": {"S": "gateway"}}) is None
     assert message_from_image(None) is None
+
+
+def test_the_json_view_shows_every_field_but_the_internal_ones() -> None:
+    message = full_message()
+    view = message.public_view()
+    assert list(view) == [f.name for f in fields(Message) if f.name not in INTERNAL_FIELDS]
+    assert "text" not in view and "history_rev" not in view
+    assert view["status"] == "enroute"
+    assert view["origin"] == {"kind": "ofsc", "app_host": "h", "app_port": "8443", "app_url": "/x"}
+    message.history_dropped = 0
+    assert "history_dropped" not in message.public_view()

@@ -247,9 +247,9 @@ class Harness:
         failures = answer.get("batchItemFailures")
         _check(not failures, f"dispatch reported failed records: {failures}")
 
-    def status_of(self, message_id: str) -> str:
+    def status_of(self, sms_id: str) -> str:
         item = self.dynamodb.get_item(
-            TableName=os.environ["MESSAGES_TABLE"], Key={"id": {"S": message_id}}
+            TableName=os.environ["MESSAGES_TABLE"], Key={"id": {"S": sms_id}}
         ).get("Item", {})
         return str(item.get("status", {}).get("S", "(no item)"))
 
@@ -271,13 +271,13 @@ def scenario_single(harness: Harness) -> Scenario:
     recorder = harness.recorder
     recorder.take()
     answer = harness.post({"to": PHONE_NUMBER, "text": "hello", "message_id": "bench-1"})
-    message_id = _accepted(answer)
+    sms_id = _accepted(answer)
     intake = Step("intake", "send_message", recorder.take(), floor_per_message=2.0)
     records = receive(harness.sqs, harness.queue_url, 1)
     before = harness.submissions()
     harness.dispatch_records(records)
     dispatch = Step("dispatch", "dispatch", recorder.take(), floor_per_message=2.0)
-    status = harness.status_of(message_id)
+    status = harness.status_of(sms_id)
     _check(status == "submitted", f"after dispatch the message is {status!r}, not 'submitted'")
     harness.dispatch_records(records)
     repeat = recorder.take()

@@ -58,16 +58,16 @@ class Dispatcher:
         base = self._settings.submit_backoff_seconds
         return int(min(base * 2 ** max(0, attempts - 1), MAX_BACKOFF_SECONDS))
 
-    def dispatch(self, message_id: str) -> DispatchResult:
+    def dispatch(self, sms_id: str) -> DispatchResult:
         now = self._tracker.clock()
         claim = self._repository.claim(
-            message_id, now=now, lease_seconds=self._settings.submit_lease_seconds
+            sms_id, now=now, lease_seconds=self._settings.submit_lease_seconds
         )
         message = claim.message
         if message is None:
             current = claim.current
             if current is None:
-                logger.warning("dispatch record for an unknown message", extra={"id": message_id})
+                logger.warning("dispatch record for an unknown message", extra={"id": sms_id})
                 return DispatchResult(outcome="unknown")
             # Already submitted, final, or a try of it is under way: this record is a repeat.
             return DispatchResult(outcome=f"skipped:{current.status}")

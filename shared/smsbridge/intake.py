@@ -18,7 +18,7 @@ from enum import Enum
 
 from smsbridge import callback_urls, phone, text
 from smsbridge.config import MESSAGE_TYPES, ClientConfig
-from smsbridge.models import HistoryEntry, Message, Origin, iso, message_key
+from smsbridge.models import HistoryEntry, Message, Origin, iso, sms_id_for
 from smsbridge.statuses import Status
 from smsbridge.tracking import StatusTracker
 
@@ -165,7 +165,7 @@ class Intake:
         )
 
     def find(self, client: ClientConfig, message_id: str) -> Message | None:
-        return self._repository.get(message_key(client.name, message_id))
+        return self._repository.get(sms_id_for(client.name, message_id))
 
     def outcome(self, client: ClientConfig, message_id: str) -> Message | None:
         """The message whose status the originator hears: the alternate of a forwarded one."""
@@ -195,7 +195,7 @@ class Intake:
 
     def cancel(self, client: ClientConfig, message_id: str) -> tuple[CancelResult, Message | None]:
         cancelled, message = self._repository.cancel(
-            message_key(client.name, message_id), now=self._clock(), source=f"client:{client.name}"
+            sms_id_for(client.name, message_id), now=self._clock(), source=f"client:{client.name}"
         )
         if cancelled:
             return CancelResult.CANCELLED, message
@@ -241,7 +241,7 @@ class Intake:
             log_body = text.mask_digits(body)
         description = problem or "accepted"
         return Message(
-            id=message_key(client.name, client_message_id),
+            id=sms_id_for(client.name, client_message_id),
             client=client.name,
             message_id=client_message_id,
             phone_number=number[:32],

@@ -23,7 +23,7 @@ def parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def message_key(client: str, message_id: str, route_hop: int = 0) -> str:
+def sms_id_for(client: str, message_id: str, route_hop: int = 0) -> str:
     """smsbridge's id of a message: derived from (client, message_id), so creating it is idempotent.
 
     The alternate of a message (SPEC 4.1) is hop 1 of the same client message id. The id is also

@@ -98,9 +98,7 @@ class Poller:
             room = min(per_shard, limit - len(ids))
             if room <= 0:
                 break
-            ids.extend(
-                self._repository.due_message_ids(f"{shard:02d}", now_epoch=epoch, limit=room)
-            )
+            ids.extend(self._repository.due_sms_ids(f"{shard:02d}", now_epoch=epoch, limit=room))
         return ids
 
     # --- queued messages ------------------------------------------------------------------

@@ -86,7 +86,7 @@ class ReceiptDesk:
     def apply(self, carrier: CarrierConfig, receipts: list[Receipt]) -> None:
         metrics = self._tracker.metrics
         ids = [r.gateway_id for r in receipts] + [r.forwarded_from for r in receipts]
-        links = self._repository.message_ids_for_gateway_ids(carrier.name, filter(None, ids))
+        links = self._repository.sms_ids_for_gateway_ids(carrier.name, filter(None, ids))
         # One batch read of the messages; each write starts from it (a stale copy only costs a
         # re-read, the writes are conditional).
         known: dict[str, Message] = {
@@ -101,27 +101,27 @@ class ReceiptDesk:
             for name in receipt.missing_fields:
                 metrics.add("ReceiptFieldMissing", carrier=carrier.name, field=name)
             report = report_of(carrier, receipt)
-            message_id, waiting = self._message_of(carrier, receipt, report, links, ttl, stored)
-            if message_id is None:
+            sms_id, waiting = self._sms_id_of(carrier, receipt, report, links, ttl, stored)
+            if sms_id is None:
                 metrics.add("OrphanReceipt", carrier=carrier.name)
                 continue
-            group = groups.setdefault(message_id, [])
+            group = groups.setdefault(sms_id, [])
             group += waiting
             group.append(report)
-            if receipt.forwarded_to and links.get(receipt.forwarded_to) != message_id:
+            if receipt.forwarded_to and links.get(receipt.forwarded_to) != sms_id:
                 # The carrier carries the message on under a new id of its own: that id's
                 # receipts (and any that already wait for it) belong to the same message.
                 _, forwarded = self._tracker.link(
-                    carrier.name, receipt.forwarded_to, message_id, expires_at=ttl
+                    carrier.name, receipt.forwarded_to, sms_id, expires_at=ttl
                 )
-                links[receipt.forwarded_to] = message_id
+                links[receipt.forwarded_to] = sms_id
                 group += forwarded
-        for message_id, reports in groups.items():
-            outcome = self._tracker.report_many(message_id, reports, known=known.get(message_id))
+        for sms_id, reports in groups.items():
+            outcome = self._tracker.report_many(sms_id, reports, known=known.get(sms_id))
             if outcome is not None:
                 metrics.add("ReceiptsApplied", len(reports), carrier=carrier.name)
 
-    def _message_of(
+    def _sms_id_of(
         self,
         carrier: CarrierConfig,
         receipt: Receipt,
@@ -133,9 +133,9 @@ class ReceiptDesk:
         """The message a receipt belongs to (None: kept as an orphan) and the receipts that
         waited for a link this receipt made."""
         gateway_id = receipt.gateway_id
-        message_id = links.get(gateway_id)
-        if message_id is not None:
-            return message_id, []
+        sms_id = links.get(gateway_id)
+        if sms_id is not None:
+            return sms_id, []
         original = links.get(receipt.forwarded_from) if receipt.forwarded_from else None
         if original is None:
             # Kept under the original's id when it names one: with receipt option FINAL the
@@ -145,17 +145,17 @@ class ReceiptDesk:
             if seen in stored:
                 return None, []  # the same orphan again in this request: kept once
             stored.add(seen)
-            message_id = self._repository.store_orphan(carrier.name, key, report, expires_at=ttl)
-            if message_id is None:
+            sms_id = self._repository.store_orphan(carrier.name, key, report, expires_at=ttl)
+            if sms_id is None:
                 return None, []
             if key == gateway_id:
-                links[gateway_id] = message_id
-                return message_id, []
-            original = message_id
+                links[gateway_id] = sms_id
+                return sms_id, []
+            original = sms_id
         holder, waiting = self._tracker.link(carrier.name, gateway_id, original, expires_at=ttl)
-        message_id = holder or original
-        links[gateway_id] = message_id
-        return message_id, waiting
+        sms_id = holder or original
+        links[gateway_id] = sms_id
+        return sms_id, waiting
 
 
 def report_of(carrier: CarrierConfig, receipt: Receipt) -> StatusReport:

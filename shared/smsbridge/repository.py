@@ -1,7 +1,8 @@
 """The only module that talks to DynamoDB: the Messages table and its item shapes.
 
 Item kinds in the table (attribute `item_type`):
-- `message`: one per (client, message_id) per route hop, keyed by smsbridge's id.
+- `message`: one per (client, message_id) per route hop, keyed by smsbridge's id (`sms_id` in the
+  code, attribute `id`; `message_id` is always the client's id).
 - `gateway`: keyed `gw#{carrier}#{gateway_id}`; points at the message a carrier id belongs to, or
   holds receipts that arrived before the submission's answer (orphans). One strongly consistent
   item closes the race between a receipt and the dispatch that records the carrier id.
@@ -49,12 +50,12 @@ class MessageNotFound(LookupError):
     pass
 
 
-def open_shard_of(message_id: str) -> str:
-    return f"{zlib.crc32(message_id.encode()) % OPEN_INDEX_SHARDS:02d}"
+def open_shard_of(sms_id: str) -> str:
+    return f"{zlib.crc32(sms_id.encode()) % OPEN_INDEX_SHARDS:02d}"
 
 
-def log_partition_of(message_id: str, inserted_at: str) -> str:
-    return f"{inserted_at[:10]}#{zlib.crc32(message_id.encode()) % LOG_INDEX_SHARDS}"
+def log_partition_of(sms_id: str, inserted_at: str) -> str:
+    return f"{inserted_at[:10]}#{zlib.crc32(sms_id.encode()) % LOG_INDEX_SHARDS}"
 
 
 def gateway_key(carrier: str, gateway_id: str) -> str:
@@ -210,18 +211,18 @@ class MessageRepository:
             return existing, False
         return message, True
 
-    def get(self, message_id: str) -> Message | None:
+    def get(self, sms_id: str) -> Message | None:
         answer = self._client.get_item(
-            TableName=self._table, Key={"id": {"S": message_id}}, ConsistentRead=True
+            TableName=self._table, Key={"id": {"S": sms_id}}, ConsistentRead=True
         )
         item = answer.get("Item")
         if item is None or item.get("item_type", {}).get("S") != "message":
             return None
         return message_from_item(item)
 
-    def get_many(self, message_ids: Iterable[str]) -> list[Message]:
+    def get_many(self, sms_ids: Iterable[str]) -> list[Message]:
         """Batch read (100 a call), unprocessed keys retried; order not kept."""
-        pending = [{"id": {"S": mid}} for mid in dict.fromkeys(message_ids)]
+        pending = [{"id": {"S": mid}} for mid in dict.fromkeys(sms_ids)]
         found: list[Message] = []
         while pending:
             chunk, pending = pending[:100], pending[100:]
@@ -236,14 +237,14 @@ class MessageRepository:
                     time.sleep(0.05)
         return found
 
-    def claim(self, message_id: str, *, now: datetime, lease_seconds: int) -> ClaimOutcome:
+    def claim(self, sms_id: str, *, now: datetime, lease_seconds: int) -> ClaimOutcome:
         """Take a queued message for one submission try, so a second delivery of its record
         cannot submit it again while this one is under way."""
         epoch = int(now.timestamp())
         try:
             answer = self._client.update_item(
                 TableName=self._table,
-                Key={"id": {"S": message_id}},
+                Key={"id": {"S": sms_id}},
                 UpdateExpression=(
                     "SET attempts = if_not_exists(attempts, :zero) + :one, "
                     "claimed_until = :lease, updated_at = :now"
@@ -265,17 +266,15 @@ class MessageRepository:
                 ReturnValues="ALL_NEW",
             )
         except self._conditional_failed:
-            return ClaimOutcome(None, self.get(message_id))
+            return ClaimOutcome(None, self.get(sms_id))
         return ClaimOutcome(message_from_item(answer["Attributes"]), None)
 
-    def release_claim(
-        self, message_id: str, *, now: datetime, error: str, next_check_at: int
-    ) -> None:
+    def release_claim(self, sms_id: str, *, now: datetime, error: str, next_check_at: int) -> None:
         """Give a queued message back after a transient failure (the record retries it)."""
         with contextlib.suppress(self._conditional_failed):
             self._client.update_item(
                 TableName=self._table,
-                Key={"id": {"S": message_id}},
+                Key={"id": {"S": sms_id}},
                 UpdateExpression=(
                     "SET gateway_error = :error, updated_at = :now, next_check_at = :next "
                     "REMOVE claimed_until"
@@ -347,7 +346,7 @@ class MessageRepository:
 
     def reschedule(
         self,
-        message_id: str,
+        sms_id: str,
         *,
         expected: Status,
         next_check_at: int,
@@ -359,7 +358,7 @@ class MessageRepository:
         overlapping poller runs only one acts); False when it changed meanwhile."""
         update = _Update()
         update.set("next_check_at", next_check_at)
-        update.set("open_shard", open_shard_of(message_id))
+        update.set("open_shard", open_shard_of(sms_id))
         for key, value in fields.items():
             update.set(key, value)
         update.names["#status"] = "status"
@@ -371,7 +370,7 @@ class MessageRepository:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"id": {"S": message_id}},
+                Key={"id": {"S": sms_id}},
                 UpdateExpression=update.expression(),
                 ConditionExpression=condition,
                 ExpressionAttributeNames=update.names,
@@ -381,7 +380,7 @@ class MessageRepository:
             return False
         return True
 
-    def cancel(self, message_id: str, *, now: datetime, source: str) -> tuple[bool, Message | None]:
+    def cancel(self, sms_id: str, *, now: datetime, source: str) -> tuple[bool, Message | None]:
         """Cancel a message that is still queued and not being submitted.
 
         (True, message) when cancelled; (False, current) when it is under processing or final;
@@ -391,7 +390,7 @@ class MessageRepository:
         try:
             answer = self._client.update_item(
                 TableName=self._table,
-                Key={"id": {"S": message_id}},
+                Key={"id": {"S": sms_id}},
                 UpdateExpression=(
                     "SET #status = :cancelled, status_changed_at = :now, updated_at = :now, "
                     "description = :description, "
@@ -423,10 +422,10 @@ class MessageRepository:
                 ReturnValues="ALL_NEW",
             )
         except self._conditional_failed:
-            return False, self.get(message_id)
+            return False, self.get(sms_id)
         return True, message_from_item(answer["Attributes"])
 
-    def due_message_ids(self, shard: str, *, now_epoch: int, limit: int) -> list[str]:
+    def due_sms_ids(self, shard: str, *, now_epoch: int, limit: int) -> list[str]:
         """Open messages of one index shard whose next check is due (eventually consistent)."""
         ids: list[str] = []
         kwargs: dict[str, Any] = {
@@ -445,9 +444,9 @@ class MessageRepository:
 
     # --- notify bookkeeping ---------------------------------------------------------------
 
-    def notified_seqs(self, message_ids: Iterable[str]) -> dict[str, int]:
+    def notified_seqs(self, sms_ids: Iterable[str]) -> dict[str, int]:
         """message id -> the status number its originator was last told (0: none yet)."""
-        keys = [{"id": {"S": mid}} for mid in dict.fromkeys(message_ids)]
+        keys = [{"id": {"S": mid}} for mid in dict.fromkeys(sms_ids)]
         found: dict[str, int] = {}
         while keys:
             chunk, keys = keys[:100], keys[100:]
@@ -467,13 +466,13 @@ class MessageRepository:
                     time.sleep(0.05)
         return found
 
-    def mark_notified(self, message_id: str, seq: int) -> bool:
+    def mark_notified(self, sms_id: str, seq: int) -> bool:
         """Record that the originator heard status number `seq` (never moves backwards);
         False when a later one was recorded first or the message is gone."""
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"id": {"S": message_id}},
+                Key={"id": {"S": sms_id}},
                 UpdateExpression="SET notified_seq = :seq",
                 ConditionExpression=(
                     "attribute_exists(id) AND "
@@ -488,7 +487,7 @@ class MessageRepository:
     # --- carrier ids and orphan receipts --------------------------------------------------
 
     def link_gateway_id(
-        self, carrier: str, gateway_id: str, message_id: str, *, expires_at: int
+        self, carrier: str, gateway_id: str, sms_id: str, *, expires_at: int
     ) -> LinkOutcome:
         """Point (carrier, gateway_id) at a message and take the receipts that arrived first.
 
@@ -506,20 +505,18 @@ class MessageRepository:
                 ConditionExpression="attribute_not_exists(message_ref) OR message_ref = :ref",
                 ExpressionAttributeValues={
                     ":gateway": {"S": "gateway"},
-                    ":ref": {"S": message_id},
+                    ":ref": {"S": sms_id},
                     ":ttl": {"N": str(expires_at)},
                 },
                 ReturnValues="ALL_OLD",
             )
         except self._conditional_failed:
-            return LinkOutcome(
-                linked=False, holder=self.message_for_gateway_id(carrier, gateway_id)
-            )
+            return LinkOutcome(linked=False, holder=self.sms_id_for_gateway_id(carrier, gateway_id))
         old = _from_item(answer.get("Attributes", {}))
         orphans = [StatusReport.from_dict(dict(raw)) for raw in old.get("orphans", [])]
-        return LinkOutcome(linked=True, holder=message_id, orphans=orphans)
+        return LinkOutcome(linked=True, holder=sms_id, orphans=orphans)
 
-    def message_for_gateway_id(self, carrier: str, gateway_id: str) -> str | None:
+    def sms_id_for_gateway_id(self, carrier: str, gateway_id: str) -> str | None:
         answer = self._client.get_item(
             TableName=self._table,
             Key={"id": {"S": gateway_key(carrier, gateway_id)}},
@@ -528,9 +525,7 @@ class MessageRepository:
         ref = answer.get("Item", {}).get("message_ref")
         return ref["S"] if ref else None
 
-    def message_ids_for_gateway_ids(
-        self, carrier: str, gateway_ids: Iterable[str]
-    ) -> dict[str, str]:
+    def sms_ids_for_gateway_ids(self, carrier: str, gateway_ids: Iterable[str]) -> dict[str, str]:
         """gateway_id → message id for the ids already linked (batch reads)."""
         keys = [{"id": {"S": gateway_key(carrier, gid)}} for gid in dict.fromkeys(gateway_ids)]
         found: dict[str, str] = {}
@@ -580,7 +575,7 @@ class MessageRepository:
                 },
             )
         except self._conditional_failed:
-            linked = self.message_for_gateway_id(carrier, gateway_id)
+            linked = self.sms_id_for_gateway_id(carrier, gateway_id)
             if linked is None:
                 logger.warning("orphan receipts of one carrier id at their limit; not kept")
             return linked

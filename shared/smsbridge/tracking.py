@@ -68,7 +68,7 @@ class StatusTracker:
 
     def report(
         self,
-        message_id: str,
+        sms_id: str,
         report: StatusReport,
         *,
         known: Message | None = None,
@@ -76,12 +76,12 @@ class StatusTracker:
         remove_fields: tuple[str, ...] = (),
     ) -> ApplyOutcome | None:
         return self.report_many(
-            message_id, [report], known=known, set_fields=set_fields, remove_fields=remove_fields
+            sms_id, [report], known=known, set_fields=set_fields, remove_fields=remove_fields
         )
 
     def report_many(
         self,
-        message_id: str,
+        sms_id: str,
         reports: Sequence[StatusReport],
         *,
         known: Message | None = None,
@@ -98,7 +98,7 @@ class StatusTracker:
         if not reports:
             return None
         now = self.clock()
-        outcome = self._apply(message_id, reports, now, known, set_fields or {}, remove_fields)
+        outcome = self._apply(sms_id, reports, now, known, set_fields or {}, remove_fields)
         if outcome is None:
             return None
         self._count(outcome, now)
@@ -107,7 +107,7 @@ class StatusTracker:
         return outcome
 
     def link(
-        self, carrier: str, gateway_id: str, message_id: str, *, expires_at: int
+        self, carrier: str, gateway_id: str, sms_id: str, *, expires_at: int
     ) -> tuple[str | None, list[StatusReport]]:
         """Link a carrier id to a message; return who holds the id and the receipts that waited.
 
@@ -126,7 +126,7 @@ class StatusTracker:
                 continue
             seen.add(current_id)
             outcome = self.repository.link_gateway_id(
-                carrier, current_id, message_id, expires_at=expires_at
+                carrier, current_id, sms_id, expires_at=expires_at
             )
             if current_id == gateway_id:
                 holder = outcome.holder
@@ -137,7 +137,7 @@ class StatusTracker:
                     extra={
                         "carrier": carrier,
                         "gateway_id": current_id[:64],
-                        "id": message_id,
+                        "id": sms_id,
                         "holder": outcome.holder,
                     },
                 )
@@ -153,7 +153,7 @@ class StatusTracker:
 
     def _apply(
         self,
-        message_id: str,
+        sms_id: str,
         reports: Sequence[StatusReport],
         now: datetime,
         current: Message | None,
@@ -162,7 +162,7 @@ class StatusTracker:
     ) -> ApplyOutcome | None:
         for _ in range(MAX_APPLY_TRIES):
             if current is None:
-                current = self.repository.get(message_id)
+                current = self.repository.get(sms_id)
                 if current is None:
                     return None
             change = transition(
@@ -177,7 +177,7 @@ class StatusTracker:
             if not change.writes:
                 return ApplyOutcome(current, current, change.report, False, change.conflicts)
             written = self.repository.update_if_unchanged(
-                message_id,
+                sms_id,
                 expected=current,
                 set_fields=change.fields,
                 remove_fields=change.removes,
@@ -187,7 +187,7 @@ class StatusTracker:
                 current = None
                 continue
             return ApplyOutcome(written, current, change.report, change.changed, change.conflicts)
-        raise RuntimeError(f"status of {message_id} kept changing; report not applied")
+        raise RuntimeError(f"status of {sms_id} kept changing; report not applied")
 
     # --- alternate delivery (SPEC 4.1) ----------------------------------------------------
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from smsbridge.models import HistoryEntry, Message, StatusReport, iso, message_key
+from smsbridge.models import HistoryEntry, Message, StatusReport, iso, sms_id_for
 from smsbridge.statuses import ALTERNATE_ELIGIBLE, Status, decide
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def alternate_delivery(
         )
         description = f"{report.description}; {reason}" if report.description else reason
         return replace(report, description=description)
-    alternate_id = message_key(current.client, current.message_id, route_hop=1)
+    alternate_id = sms_id_for(current.client, current.message_id, route_hop=1)
     description = f"{report.status}: forwarded to {alternate}"
     if report.description:
         description = f"{report.description}; forwarded to {alternate}"

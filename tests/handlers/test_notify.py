@@ -16,7 +16,7 @@ import pytest
 
 from local.drivers import sqs_event
 from local.runtime import LambdaContext
-from smsbridge.models import Message, Origin, message_key
+from smsbridge.models import Message, Origin, sms_id_for
 from smsbridge.repository import MessageRepository, message_to_item
 from smsbridge.statuses import Status
 from tests.handlers.conftest import Stack
@@ -49,7 +49,7 @@ def set_ofsc_callback(stack: Stack, url: str) -> None:
 def stored(stack: Stack, *, client: str, status: Status, seq: int, **fields: Any) -> Message:
     message_id = fields.pop("message_id", uuid.uuid4().hex[:12])
     message = Message(
-        id=message_key(client, message_id),
+        id=sms_id_for(client, message_id),
         client=client,
         message_id=message_id,
         phone_number="+4915112345601",

@@ -213,7 +213,7 @@ def test_an_alternates_final_before_the_original_is_linked_waits_for_that_link(
     assert record_of(stack, record["id"])["status"] == "delivered"
     repository = MessageRepository(stack.dynamodb, stack.table)
     # The alternate's own id now belongs to the message too.
-    assert repository.message_for_gateway_id("vibes-longcode", ALTERNATE_ID) == record["id"]
+    assert repository.sms_id_for_gateway_id("vibes-longcode", ALTERNATE_ID) == record["id"]
 
 
 def test_a_two_segment_message_is_submitted_without_carrier_alternate_delivery(
@@ -239,7 +239,7 @@ def test_a_forward_naming_another_messages_id_does_not_re_point_it(
     capsys.readouterr()
     vibes(stack, forwarded(a["gateway_id"], alternate=b["gateway_id"]), carrier="vibes")
     repository = MessageRepository(stack.dynamodb, stack.table)
-    assert repository.message_for_gateway_id("vibes", b["gateway_id"]) == b["id"]
+    assert repository.sms_id_for_gateway_id("vibes", b["gateway_id"]) == b["id"]
     assert '"LinkConflict"' in capsys.readouterr().out
     assert "link refused" in caplog.text
     # B's own receipt still moves B, and only B.

@@ -11,7 +11,7 @@ import pytest
 
 from smsbridge.config import Settings, parse_config
 from smsbridge.lifecycle import Lifecycle
-from smsbridge.models import HistoryEntry, Message, StatusReport, iso, message_key
+from smsbridge.models import HistoryEntry, Message, StatusReport, iso, sms_id_for
 from smsbridge.statuses import Status
 from smsbridge.transitions import CLOSED_FIELDS, Transition, alternate_delivery, transition
 from tests.support import local_documents
@@ -221,7 +221,7 @@ def test_only_eligible_failures_of_an_eligible_message_are_forwarded(status: Sta
     eligible = status in {S.FAILED, S.UNDELIVERABLE, S.REJECTED, S.EXPIRED, S.UNACCEPTED}
     if eligible:
         assert rerouted.status == S.FORWARDED
-        assert rerouted.forwarded_to == message_key("demo", "c-1", route_hop=1)
+        assert rerouted.forwarded_to == sms_id_for("demo", "c-1", route_hop=1)
         assert rerouted.description == f"{status}: forwarded to ip2sms"
     else:
         assert rerouted == report
@@ -255,6 +255,6 @@ def test_a_forwarded_failure_is_the_change() -> None:
     current = message(S.SUBMITTED, alternate_delivery=True)
     change = transition(current, [receipt(S.REJECTED)], now=NOW, alternate="ip2sms")
     assert change.status == S.FORWARDED
-    assert change.fields["forwarded_to"] == message_key("demo", "c-1", route_hop=1)
+    assert change.fields["forwarded_to"] == sms_id_for("demo", "c-1", route_hop=1)
     assert change.history[-1].status == "forwarded"
     assert change.removes == CLOSED_FIELDS

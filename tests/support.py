@@ -11,6 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from smsbridge.models import Message
+from smsbridge.statuses import Status
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,3 +30,24 @@ def bearer(token: str = "demo-token") -> dict[str, str]:
 
 def basic(login: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
+
+
+def a_message(**fields: Any) -> Message:
+    """A stored message of client `demo` with plain defaults; `fields` override any of them."""
+    values: dict[str, Any] = {
+        "id": "m",
+        "client": "demo",
+        "message_id": "c-1",
+        "phone_number": "+4915112345601",
+        "type": "text",
+        "body": "hi",
+        "sender": "S",
+        "carrier": "smartswitch",
+        "segments": 1,
+        "encoding": "GSM-7",
+        "status": Status.SUBMITTED,
+        "inserted_at": "2026-11-22T11:00:00.000Z",
+        "updated_at": "2026-11-22T11:00:00.000Z",
+        "status_changed_at": "2026-11-22T11:00:00.000Z",
+    }
+    return Message(**(values | fields))

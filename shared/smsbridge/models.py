@@ -222,40 +222,20 @@ class StatusReport:
     carrier_time_text: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        data = {
-            "status": str(self.status),
-            "source": self.source,
-            "gateway_status": self.gateway_status,
-            "gateway_error": self.gateway_error,
-            "description": self.description,
-            "at": iso(self.at) if self.at else "",
-            "forwarded_to": self.forwarded_to,
-            "forwarded_from": self.forwarded_from,
-            "gateway_id": self.gateway_id,
-            "gateway_forwarded_to": self.gateway_forwarded_to,
-            "gateway_forwarded_from": self.gateway_forwarded_from,
-            "operator": self.operator,
-            "sent_at": self.sent_at,
-            "carrier_time_text": self.carrier_time_text,
-        }
+        """Every field by its own name (empty ones left out), `at` as ISO text."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["status"] = str(self.status)
+        data["at"] = iso(self.at) if self.at else ""
         return {key: value for key, value in data.items() if value}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StatusReport:
         at = data.get("at")
-        return cls(
-            status=Status(data["status"]),
-            source=str(data.get("source", "")),
-            gateway_status=str(data.get("gateway_status", "")),
-            gateway_error=str(data.get("gateway_error", "")),
-            description=str(data.get("description", "")),
-            at=parse_iso(at) if at else None,
-            forwarded_to=str(data.get("forwarded_to", "")),
-            forwarded_from=str(data.get("forwarded_from", "")),
-            gateway_id=str(data.get("gateway_id", "")),
-            gateway_forwarded_to=str(data.get("gateway_forwarded_to", "")),
-            gateway_forwarded_from=str(data.get("gateway_forwarded_from", "")),
-            operator=str(data.get("operator", "")),
-            sent_at=str(data.get("sent_at", "")),
-            carrier_time_text=str(data.get("carrier_time_text", "")),
-        )
+        values = {
+            f.name: str(data.get(f.name, "")) for f in fields(cls) if f.name not in _REPORT_TYPED
+        }
+        return cls(status=Status(data["status"]), at=parse_iso(at) if at else None, **values)
+
+
+#: StatusReport fields that are not plain text.
+_REPORT_TYPED = frozenset({"status", "at"})

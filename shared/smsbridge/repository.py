@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, get_type_hints
@@ -182,6 +182,15 @@ class _Update:
             parts.append("REMOVE " + ", ".join(self.removes))
         return " ".join(parts)
 
+    def request(self, condition: str) -> dict[str, Any]:
+        """The UpdateItem arguments of this update, written only if `condition` holds."""
+        return {
+            "UpdateExpression": self.expression(),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": self.names,
+            "ExpressionAttributeValues": self.values,
+        }
+
 
 class MessageRepository:
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
@@ -221,21 +230,28 @@ class MessageRepository:
         return message_from_item(item)
 
     def get_many(self, sms_ids: Iterable[str]) -> list[Message]:
-        """Batch read (100 a call), unprocessed keys retried; order not kept."""
-        pending = [{"id": {"S": mid}} for mid in dict.fromkeys(sms_ids)]
-        found: list[Message] = []
-        while pending:
-            chunk, pending = pending[:100], pending[100:]
-            request: dict[str, Any] = {self._table: {"Keys": chunk, "ConsistentRead": True}}
+        """Batch read; order not kept."""
+        return [
+            message_from_item(item)
+            for item in self._batch_get(sms_ids)
+            if item.get("item_type", {}).get("S") == "message"
+        ]
+
+    def _batch_get(self, ids: Iterable[str], projection: str = "") -> Iterator[dict[str, Any]]:
+        """The items of `ids` (strongly consistent, 100 a call, unprocessed keys retried)."""
+        keys = [{"id": {"S": key}} for key in dict.fromkeys(ids)]
+        while keys:
+            chunk, keys = keys[:100], keys[100:]
+            read: dict[str, Any] = {"Keys": chunk, "ConsistentRead": True}
+            if projection:
+                read["ProjectionExpression"] = projection
+            request: dict[str, Any] = {self._table: read}
             while request:
                 answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    if item.get("item_type", {}).get("S") == "message":
-                        found.append(message_from_item(item))
+                yield from answer.get("Responses", {}).get(self._table, [])
                 request = answer.get("UnprocessedKeys") or {}
                 if request:
                     time.sleep(0.05)
-        return found
 
     def claim(self, sms_id: str, *, now: datetime, lease_seconds: int) -> ClaimOutcome:
         """Take a queued message for one submission try, so a second delivery of its record
@@ -334,11 +350,8 @@ class MessageRepository:
             answer = self._client.update_item(
                 TableName=self._table,
                 Key={"id": {"S": sms_id}},
-                UpdateExpression=update.expression(),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=update.names,
-                ExpressionAttributeValues=update.values,
                 ReturnValues="ALL_NEW",
+                **update.request(condition),
             )
         except self._conditional_failed:
             return None
@@ -369,12 +382,7 @@ class MessageRepository:
             condition += " AND #next_check_at = :expected_next"
         try:
             self._client.update_item(
-                TableName=self._table,
-                Key={"id": {"S": sms_id}},
-                UpdateExpression=update.expression(),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=update.names,
-                ExpressionAttributeValues=update.values,
+                TableName=self._table, Key={"id": {"S": sms_id}}, **update.request(condition)
             )
         except self._conditional_failed:
             return False
@@ -445,26 +453,11 @@ class MessageRepository:
     # --- notify bookkeeping ---------------------------------------------------------------
 
     def notified_seqs(self, sms_ids: Iterable[str]) -> dict[str, int]:
-        """message id -> the status number its originator was last told (0: none yet)."""
-        keys = [{"id": {"S": mid}} for mid in dict.fromkeys(sms_ids)]
-        found: dict[str, int] = {}
-        while keys:
-            chunk, keys = keys[:100], keys[100:]
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": chunk,
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "id, notified_seq",
-                }
-            }
-            while request:
-                answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    found[item["id"]["S"]] = int(item.get("notified_seq", {}).get("N", "0"))
-                request = answer.get("UnprocessedKeys") or {}
-                if request:
-                    time.sleep(0.05)
-        return found
+        """sms id -> the status number its originator was last told (0: none yet)."""
+        return {
+            item["id"]["S"]: int(item.get("notified_seq", {}).get("N", "0"))
+            for item in self._batch_get(sms_ids, "id, notified_seq")
+        }
 
     def mark_notified(self, sms_id: str, seq: int) -> bool:
         """Record that the originator heard status number `seq` (never moves backwards);
@@ -526,28 +519,14 @@ class MessageRepository:
         return ref["S"] if ref else None
 
     def sms_ids_for_gateway_ids(self, carrier: str, gateway_ids: Iterable[str]) -> dict[str, str]:
-        """gateway_id → message id for the ids already linked (batch reads)."""
-        keys = [{"id": {"S": gateway_key(carrier, gid)}} for gid in dict.fromkeys(gateway_ids)]
-        found: dict[str, str] = {}
+        """gateway_id → sms id for the ids already linked (batch reads)."""
         prefix = len(gateway_key(carrier, ""))
-        while keys:
-            chunk, keys = keys[:100], keys[100:]
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": chunk,
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "id, message_ref",
-                }
-            }
-            while request:
-                answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    if "message_ref" in item:
-                        found[item["id"]["S"][prefix:]] = item["message_ref"]["S"]
-                request = answer.get("UnprocessedKeys") or {}
-                if request:
-                    time.sleep(0.05)
-        return found
+        keys = (gateway_key(carrier, gid) for gid in gateway_ids)
+        return {
+            item["id"]["S"][prefix:]: item["message_ref"]["S"]
+            for item in self._batch_get(keys, "id, message_ref")
+            if "message_ref" in item
+        }
 
     def store_orphan(
         self, carrier: str, gateway_id: str, report: StatusReport, *, expires_at: int

@@ -20,6 +20,7 @@ from smsbridge.models import Message, Origin, sms_id_for
 from smsbridge.repository import MessageRepository, message_to_item
 from smsbridge.statuses import Status
 from tests.handlers.conftest import Stack
+from tests.support import a_message
 
 
 @pytest.fixture
@@ -48,17 +49,12 @@ def set_ofsc_callback(stack: Stack, url: str) -> None:
 
 def stored(stack: Stack, *, client: str, status: Status, seq: int, **fields: Any) -> Message:
     message_id = fields.pop("message_id", uuid.uuid4().hex[:12])
-    message = Message(
+    message = a_message(
         id=sms_id_for(client, message_id),
         client=client,
         message_id=message_id,
-        phone_number="+4915112345601",
-        type="text",
         body="hello",
         sender="SMSBRIDGE",
-        carrier="smartswitch",
-        segments=1,
-        encoding="GSM-7",
         status=status,
         inserted_at="2026-11-30T10:00:00.000Z",
         updated_at="2026-11-30T10:00:05.000Z",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from smsbridge.models import HistoryEntry, Message, StatusReport
 from smsbridge.statuses import Status
 from smsbridge.transitions import HISTORY_HEAD, HISTORY_TAIL, bounded, transition
+from tests.support import a_message
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
@@ -15,21 +16,8 @@ NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 def message(
     status: Status = Status.SUBMITTED, history: list[HistoryEntry] | None = None
 ) -> Message:
-    return Message(
-        id="m",
-        client="demo",
-        message_id="c-1",
-        phone_number="+4915112345601",
-        type="text",
-        body="hi",
-        sender="S",
-        carrier="smartswitch",
-        segments=1,
-        encoding="GSM-7",
+    return a_message(
         status=status,
-        inserted_at="2026-11-22T11:00:00.000Z",
-        updated_at="2026-11-22T11:00:00.000Z",
-        status_changed_at="2026-11-22T11:00:00.000Z",
         gateway_id="g-1",
         history=history or [HistoryEntry(at="2026-11-22T11:00:00.000Z", status="queued")],
     )

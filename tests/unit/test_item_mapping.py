@@ -7,22 +7,17 @@ from dataclasses import fields
 from smsbridge.models import INTERNAL_FIELDS, HistoryEntry, Message, Origin
 from smsbridge.repository import message_from_image, message_from_item, message_to_item
 from smsbridge.statuses import Status
+from tests.support import a_message
 
 
 def full_message() -> Message:
-    return Message(
+    return a_message(
         id="sms-1",
-        client="demo",
-        message_id="c-1",
-        phone_number="+4915112345601",
         type="verification",
         body="code ****",
-        sender="S",
-        carrier="smartswitch",
         segments=2,
         encoding="UCS-2",
         status=Status.ENROUTE,
-        inserted_at="2026-11-22T11:00:00.000Z",
         updated_at="2026-11-22T11:00:01.000Z",
         status_changed_at="2026-11-22T11:00:02.000Z",
         description="on its way",
@@ -65,22 +60,7 @@ def test_every_field_round_trips_under_its_own_name() -> None:
 
 
 def test_empty_fields_are_left_out_and_read_back_as_their_defaults() -> None:
-    message = Message(
-        id="sms-1",
-        client="demo",
-        message_id="c-1",
-        phone_number="+4915112345601",
-        type="text",
-        body="hi",
-        sender="",
-        carrier="smartswitch",
-        segments=1,
-        encoding="GSM-7",
-        status=Status.QUEUED,
-        inserted_at="2026-11-22T11:00:00.000Z",
-        updated_at="2026-11-22T11:00:00.000Z",
-        status_changed_at="2026-11-22T11:00:00.000Z",
-    )
+    message = a_message(id="sms-1", sender="", status=Status.QUEUED)
     item = message_to_item(message)
     for absent in ("sender", "gateway_id", "validity_minutes", "status_seq", "text"):
         assert absent not in item

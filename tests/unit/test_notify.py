@@ -20,7 +20,7 @@ from smsbridge.notify_delivery import backoff
 from smsbridge.originator import view_of
 from smsbridge.repository import message_to_item
 from smsbridge.statuses import Status
-from tests.support import ROOT
+from tests.support import ROOT, a_message
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -157,23 +157,14 @@ def test_the_stream_filter_lets_status_changes_through_only(
 def message(status: Status, seq: int, **fields: Any) -> Message:
     values: dict[str, Any] = {
         "id": "a" * 32,
-        "client": "demo",
         "message_id": "m-1",
-        "phone_number": "+4915112345601",
-        "type": "text",
-        "body": "hi",
-        "sender": "S",
-        "carrier": "smartswitch",
-        "segments": 1,
-        "encoding": "GSM-7",
         "status": status,
         "inserted_at": "2026-11-30T11:59:00.000Z",
         "updated_at": "2026-11-30T11:59:30.000Z",
         "status_changed_at": "2026-11-30T11:59:30.000Z",
         "status_seq": seq,
     }
-    values.update(fields)
-    return Message(**values)
+    return a_message(**(values | fields))
 
 
 OFSC = {"origin": Origin(kind="ofsc", app_host="h.example.com", app_port="443", app_url="/s")}

@@ -21,6 +21,7 @@ from local.report import aggregate, format_report, log_partitions, parse_window,
 from smsbridge.models import Message, iso
 from smsbridge.repository import MessageRepository
 from smsbridge.statuses import Status
+from tests.support import a_message
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -299,17 +300,14 @@ def messages_table_properties() -> dict[str, Any]:
 
 
 def message(number: int, carrier: str, status: Status, inserted: datetime, **extra: Any) -> Message:
-    return Message(
+    return a_message(
         id=f"msg-{number:04d}",
-        client="demo",
         message_id=f"client-{number}",
         phone_number=f"+4915100000{number:03d}",
         type=str(extra.pop("type", "text")),
         body="hello",
         sender="SMSBRIDGE",
         carrier=carrier,
-        segments=1,
-        encoding="GSM-7",
         status=status,
         inserted_at=iso(inserted),
         updated_at=iso(inserted),

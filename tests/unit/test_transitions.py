@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from smsbridge.lifecycle import Lifecycle
 from smsbridge.models import HistoryEntry, Message, StatusReport, iso, sms_id_for
 from smsbridge.statuses import Status
 from smsbridge.transitions import CLOSED_FIELDS, Transition, alternate_delivery, transition
-from tests.support import local_documents
+from tests.support import a_message, local_documents
 
 S = Status
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
@@ -43,28 +44,10 @@ def expected(current: Status, reported: Status) -> tuple[Status, bool]:
 PAIRS = list(itertools.product(Status, Status))
 
 
-def message(status: Status = S.SUBMITTED, **fields: object) -> Message:
-    values: dict[str, object] = {
-        "id": "m",
-        "client": "demo",
-        "message_id": "c-1",
-        "phone_number": "+4915112345601",
-        "type": "text",
-        "body": "hi",
-        "sender": "S",
-        "carrier": "smartswitch",
-        "segments": 1,
-        "encoding": "GSM-7",
-        "status": status,
-        "inserted_at": "2026-11-22T11:00:00.000Z",
-        "updated_at": "2026-11-22T11:00:00.000Z",
-        "status_changed_at": "2026-11-22T11:00:00.000Z",
-        "gateway_id": "g-1",
-        "text": "hi",
-        "history": [HistoryEntry(at="2026-11-22T11:00:00.000Z", status=str(status))],
-        **fields,
-    }
-    return Message(**values)  # type: ignore[arg-type]
+def message(status: Status = S.SUBMITTED, **fields: Any) -> Message:
+    first = HistoryEntry(at="2026-11-22T11:00:00.000Z", status=str(status))
+    values: dict[str, Any] = {"gateway_id": "g-1", "text": "hi", "history": [first]}
+    return a_message(status=status, **(values | fields))
 
 
 def receipt(status: Status, **fields: object) -> StatusReport:

@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from smsbridge.dispatching import Dispatcher
-from smsbridge.queueing import message_id_of, packed_ids_of
+from smsbridge.queueing import packed_ids_of, sms_id_of
 from smsbridge.ratelimit import RateLimiter
 from smsbridge.runtime import Runtime
 
@@ -42,14 +42,14 @@ def record_handler(record: SQSRecord) -> str:
             raise RetryLater("fan-out incomplete")
         return "fanned out"
     try:
-        message_id = message_id_of(record.body)
+        sms_id = sms_id_of(record.body)
     except ValueError:
         logger.error("dropping a record that is not a dispatch record")
         return "dropped"
-    logger.append_keys(correlation_id=message_id)
+    logger.append_keys(correlation_id=sms_id)
     tracker = runtime.tracker()
     dispatcher = Dispatcher(tracker, session, RateLimiter(tracker.repository))
-    result = dispatcher.dispatch(message_id)
+    result = dispatcher.dispatch(sms_id)
     logger.info("dispatched", extra={"outcome": result.outcome})
     if result.retry_after is not None:
         runtime.queue().retry_later(record.receipt_handle, result.retry_after)

@@ -25,18 +25,18 @@ class DispatchQueue:
         self._client = client
         self._url = queue_url
 
-    def enqueue(self, message_ids: Sequence[str]) -> list[str]:
+    def enqueue(self, sms_ids: Sequence[str]) -> list[str]:
         """Queue messages for submission; returns the ids that could not be queued.
 
         One record per message, ten records a call. Above `PACK_ABOVE` messages (a large OFSC
         batch) a record carries ten ids, which dispatch fans out into one record per message:
         the originator then waits for a tenth of the calls. Calls run `SEND_CONCURRENCY` at a time.
         """
-        ids = list(message_ids)
+        ids = list(sms_ids)
         if len(ids) > PACK_ABOVE:
             records = [ids[start : start + 10] for start in range(0, len(ids), 10)]
         else:
-            records = [[message_id] for message_id in ids]
+            records = [[sms_id] for sms_id in ids]
         calls = [records[start : start + 10] for start in range(0, len(records), 10)]
         if len(calls) <= 1:
             return [failed for call in calls for failed in self._send_batch(call)]
@@ -107,13 +107,13 @@ def _record_body(ids: list[str]) -> str:
     return json.dumps({"id": ids[0]} if len(ids) == 1 else {"ids": ids})
 
 
-def message_id_of(record_body: str) -> str:
+def sms_id_of(record_body: str) -> str:
     """The smsbridge id carried by a dispatch record (ValueError when it is not one)."""
     data = json.loads(record_body)
     if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
         raise ValueError("dispatch record without an id")
-    message_id: str = data["id"]
-    return message_id
+    sms_id: str = data["id"]
+    return sms_id
 
 
 def packed_ids_of(record_body: str) -> list[str] | None:

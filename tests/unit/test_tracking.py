@@ -155,3 +155,34 @@ def test_the_originator_sees_a_forwarded_message_through_its_alternate(
     report(tracker, alternate, Status.DELIVERED)
     answer = message_response(intake.outcome_of(again))
     assert answer == {"message_id": "fw-1", "status": "delivered", "external_id": message.id}
+
+
+def test_a_decision_on_a_stale_copy_is_made_again_on_the_fresh_state(
+    tracker: StatusTracker,
+) -> None:
+    message = accepted(tracker, "+4915112345601")
+    stale = tracker.repository.get(message.id)
+    assert stale is not None
+    report(tracker, message, Status.DELIVERED)  # another writer gets there first
+    outcome = tracker.report(
+        message.id, StatusReport(Status.UNDELIVERABLE, source="test"), known=stale
+    )
+    assert outcome is not None
+    assert outcome.before.status == Status.DELIVERED  # decided again after a re-read
+    assert outcome.message.status == Status.DELIVERED  # the first final still wins
+    assert not outcome.changed
+    assert [h.status for h in outcome.message.history][-2:] == ["delivered", "undeliverable"]
+    assert metrics(tracker).count("ConflictingFinal") == 1
+
+
+def test_a_history_written_meanwhile_is_not_lost(tracker: StatusTracker) -> None:
+    message = accepted(tracker, "+4915112345601")
+    report(tracker, message, Status.ENROUTE, gateway_status="first")
+    stale = tracker.repository.get(message.id)
+    assert stale is not None
+    report(tracker, message, Status.ENROUTE, gateway_status="second")  # same status, new entry
+    outcome = tracker.report(message.id, StatusReport(Status.DELIVERED, source="test"), known=stale)
+    assert outcome is not None and outcome.changed
+    assert [h.gateway_status for h in outcome.message.history][-3:] == ["first", "second", ""]
+    assert outcome.message.history_rev == stale.history_rev + 2
+    assert outcome.message.status_seq == stale.status_seq + 1

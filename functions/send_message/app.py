@@ -8,34 +8,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
-from typing import Annotated, Any
-from urllib.parse import unquote
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import smsbridge
 from smsbridge import auth
-from smsbridge.api_models import BatchIn, MessageIn, message_response
-from smsbridge.config import ClientConfig
-from smsbridge.intake import CallbackUrlRefused, CancelResult, Intake, message_id_problem
+from smsbridge.intake import Intake
 from smsbridge.ofsc_service import OfscService
 from smsbridge.runtime import Runtime
-from smsbridge.web import HttpAnswer, HttpRequest, UnreadableBody, json_text
+from smsbridge.web import HttpRequest, UnreadableBody, invalid_request, json_text
 
 logger = Logger(service="smsbridge")
 runtime = Runtime.from_env()
-app = APIGatewayHttpResolver(enable_validation=True)
-app.enable_swagger(
-    path="/v1/docs",
-    title="smsbridge JSON API",
-    version=smsbridge.__version__,
-    description="Send SMS, read their status and history, cancel queued ones.",
-)
+app = APIGatewayHttpResolver()
 
 JSON = "application/json"
 
@@ -44,30 +39,21 @@ def _intake() -> Intake:
     return Intake(runtime.tracker())
 
 
-def _http_request() -> HttpRequest:
-    event = app.current_event
-    raw: bytes = app.context["raw_body"]
-    return HttpRequest(
-        method=event.request_context.http.method,
-        path=event.raw_path,
-        headers={key.lower(): value for key, value in (event.headers or {}).items()},
-        body=raw,
+@functools.cache
+def _include_json_api() -> None:
+    """The JSON API's routes, models and OpenAPI document, on the first /v1 request only."""
+    from smsbridge import json_api
+
+    app.include_router(json_api.router)
+    app.enable_swagger(
+        path="/v1/docs",
+        title="smsbridge JSON API",
+        version=smsbridge.__version__,
+        description="Send SMS, read their status and history, cancel queued ones.",
     )
 
 
-def _json_client() -> ClientConfig:
-    """The client `lambda_handler` authenticated for this /v1 request."""
-    client: ClientConfig = app.context["client"]
-    return client
-
-
-def _answer(answer: HttpAnswer) -> Response[Any]:
-    return Response(answer.status, answer.content_type, answer.body, headers=answer.headers)
-
-
-def _invalid(errors: list[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON API's one 422 shape: where (`loc`), what kind (`type`) and why (`msg`)."""
-    return {"statusCode": 422, "message": "invalid request", "detail": errors}
+# --- the error map: every error a route raises, answered in the route's own format ----------
 
 
 @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
@@ -76,21 +62,34 @@ def _validation_failed(error: RequestValidationError) -> Response[Any]:
         {"loc": list(e["loc"]), "type": e["type"], "msg": str(e.get("msg", ""))[:200]}
         for e in error.errors()
     ]
-    return Response(422, JSON, _invalid(errors))
+    return Response(422, JSON, invalid_request(errors))
 
 
-def _path_id(raw: str) -> str | Response[Any]:
-    """A percent-decoded `{message_id}`, or the 422 for one that no message can have."""
-    try:
-        message_id = unquote(raw, errors="strict")
-    except UnicodeDecodeError:
-        problem: str | None = "message_id is not percent-encoded UTF-8"
-    else:
-        problem = message_id_problem(message_id)
-    if problem:
-        error = {"loc": ["path", "message_id"], "type": "value_error", "msg": problem}
-        return Response(422, JSON, _invalid([error]))
-    return message_id
+@app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]
+def _unsupported_content_type(error: RequestUnsupportedContentType) -> Response[Any]:
+    errors = [{"loc": e["loc"], "type": e["type"]} for e in error.errors()]
+    return Response(415, JSON, {"statusCode": 415, "detail": errors})
+
+
+@app.exception_handler(ServiceError)  # type: ignore[untyped-decorator]
+def _service_error(error: ServiceError) -> Response[Any]:
+    """The resolver's own answers (404 for an unknown route) keep their shape."""
+    status = error.status_code
+    return Response(status, JSON, {"statusCode": status, "message": error.msg})
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+def _internal_error(error: Exception) -> Response[Any]:
+    """Anything unexpected: logged, answered 500 in the route's format, never a stack trace."""
+    logger.exception("unhandled error")
+    if app.current_event.raw_path == "/ofsc":
+        from smsbridge import ofsc
+
+        return Response(500, "text/xml", ofsc.fault("Server", "internal error"))
+    return Response(500, JSON, {"message": "internal error"})
+
+
+# --- routes -----------------------------------------------------------------------------------
 
 
 @app.get("/health", include_in_schema=False)
@@ -105,52 +104,18 @@ def openapi_document() -> Response[Any]:
 
 @app.post("/ofsc", include_in_schema=False)
 def ofsc_outbound() -> Response[Any]:
-    service = OfscService(_intake(), runtime.clock)
-    return _answer(service.handle(_http_request()))
+    event = app.current_event
+    request = HttpRequest(
+        method=event.request_context.http.method,
+        path=event.raw_path,
+        headers={key.lower(): value for key, value in (event.headers or {}).items()},
+        body=app.context["raw_body"],
+    )
+    answer = OfscService(_intake(), runtime.clock).handle(request)
+    return Response(answer.status, answer.content_type, answer.body, headers=answer.headers)
 
 
-@app.post("/v1/messages", summary="Send one message or a batch of up to 100")
-def post_messages(payload: Annotated[MessageIn | BatchIn, Body()]) -> Response[Any]:
-    client = _json_client()
-    items = payload.messages if isinstance(payload, BatchIn) else [payload]
-    intake = _intake()
-    try:
-        stored = intake.accept(client, [item.to_request() for item in items])
-    except CallbackUrlRefused as refused:
-        where: list[str | int] = ["body", "callback_url"]
-        if isinstance(payload, BatchIn):
-            where = ["body", "messages", refused.index, "callback_url"]
-        detail = [{"loc": where, "msg": refused.reason, "type": "callback_url_refused"}]
-        return Response(422, JSON, _invalid(detail))
-    answers = [message_response(intake.outcome_of(message)) for message in stored]
-    body: dict[str, Any] = {"messages": answers} if isinstance(payload, BatchIn) else answers[0]
-    return Response(202, JSON, body)
-
-
-@app.get("/v1/messages/<message_id>", summary="A message with its status history")
-def get_message(message_id: Annotated[str, Path(min_length=1)]) -> Response[Any]:
-    decoded = _path_id(message_id)
-    if isinstance(decoded, Response):
-        return decoded
-    message = _intake().find(_json_client(), decoded)
-    if message is None:
-        return Response(404, JSON, {"message": "message not found"})
-    return Response(200, JSON, message.public_view())
-
-
-@app.delete("/v1/messages/<message_id>", summary="Cancel a message that is still queued")
-def delete_message(message_id: Annotated[str, Path(min_length=1)]) -> Response[Any]:
-    decoded = _path_id(message_id)
-    if isinstance(decoded, Response):
-        return decoded
-    result, message = _intake().cancel(_json_client(), decoded)
-    if result == CancelResult.NOT_FOUND or message is None:
-        return Response(404, JSON, {"message": "message not found"})
-    if result == CancelResult.UNDER_PROCESSING:
-        return Response(
-            409, JSON, {"message": "the message is under processing", "status": message.status}
-        )
-    return Response(200, JSON, message.public_view())
+# --- the one pre-check, before any route parses the body -------------------------------------
 
 
 def _unauthenticated(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -162,7 +127,7 @@ def _unauthenticated(event: dict[str, Any]) -> dict[str, Any] | None:
     request = HttpRequest(method="", path="", headers=headers)
     client = auth.json_client_of(request, runtime.config().clients.values())
     if client is not None:
-        app.append_context(client=client)  # type: ignore[no-untyped-call]
+        app.append_context(client=client, intake=_intake)  # type: ignore[no-untyped-call]
         return None
     return {
         "statusCode": 401,
@@ -182,7 +147,7 @@ def _refusal(event: dict[str, Any], status: int, reason: str) -> dict[str, Any]:
         text, content_type = ofsc.fault("Client", reason), "text/xml; charset=utf-8"
     elif status == 422:
         error = {"loc": ["body"], "type": "json_invalid", "msg": reason}
-        text, content_type = json.dumps(_invalid([error])), JSON
+        text, content_type = json.dumps(invalid_request([error])), JSON
     else:
         text, content_type = json.dumps({"message": reason}), JSON
     return {"statusCode": status, "headers": {"Content-Type": content_type}, "body": text}
@@ -226,17 +191,6 @@ def _admit(event: dict[str, Any]) -> dict[str, Any] | None:
 @runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     app.clear_context()  # type: ignore[no-untyped-call]
-    try:
-        early = _admit(event)
-        if early is not None:
-            return early
-        return app.resolve(event, context)
-    except Exception:
-        logger.exception("unhandled error")
-        if event.get("rawPath") == "/ofsc":
-            from smsbridge import ofsc
-
-            text, content_type = ofsc.fault("Server", "internal error"), "text/xml"
-        else:
-            text, content_type = '{"message":"internal error"}', JSON
-        return {"statusCode": 500, "headers": {"Content-Type": content_type}, "body": text}
+    if str(event.get("rawPath", "")).startswith("/v1/"):
+        _include_json_api()
+    return _admit(event) or app.resolve(event, context)

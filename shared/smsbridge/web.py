@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 #: JSON bodies nested deeper than this are refused before any parser sees them (a request of the
@@ -92,3 +93,8 @@ class HttpAnswer:
     body: str = ""
     content_type: str = "text/plain; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def invalid_request(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON API's one 422 body: where (`loc`), what kind (`type`) and why (`msg`)."""
+    return {"statusCode": 422, "message": "invalid request", "detail": errors}

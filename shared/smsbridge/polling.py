@@ -15,8 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-
-import requests
+from typing import TYPE_CHECKING
 
 from smsbridge.carriers import get_format
 from smsbridge.carriers.base import PollError, Receipt
@@ -25,6 +24,9 @@ from smsbridge.models import Message, StatusReport
 from smsbridge.repository import OPEN_INDEX_SHARDS
 from smsbridge.statuses import Status
 from smsbridge.tracking import StatusTracker
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger("smsbridge.poller")
 
@@ -42,11 +44,18 @@ class RunSummary:
     changed: dict[str, int] = field(default_factory=dict)
 
 
+def _new_session() -> requests.Session:
+    """requests is imported when a run has something to poll, not on a cold start."""
+    import requests
+
+    return requests.Session()
+
+
 class Poller:
     def __init__(
         self,
         tracker: StatusTracker,
-        session_factory: Callable[[], requests.Session] = requests.Session,
+        session_factory: Callable[[], requests.Session] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tracker = tracker
@@ -54,7 +63,7 @@ class Poller:
         self._settings = tracker.settings
         self._config = tracker.config
         self._lifecycle = tracker.lifecycle
-        self._session_factory = session_factory
+        self._session_factory = session_factory or _new_session
         self._monotonic = monotonic
 
     def run(self) -> RunSummary:

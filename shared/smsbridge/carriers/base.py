@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
-
-import requests
+from typing import TYPE_CHECKING, Protocol
 
 from smsbridge.config import CarrierConfig
 from smsbridge.statuses import Status
 from smsbridge.web import HttpAnswer, HttpRequest
+
+if TYPE_CHECKING:
+    import requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,8 @@ def post_submission(
     and their texts name the carrier and the kind of failure, never a URL or a credential.
     The rules are those of docs/carrier-protocols.md.
     """
+    import requests  # here, where a call is made: receipts and intake never import it
+
     try:
         response = session.post(
             carrier.submit_url,

@@ -10,9 +10,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
-
-import requests
 
 from smsbridge import safexml
 from smsbridge.auth import credentials_match
@@ -32,6 +31,9 @@ from smsbridge.carriers.base import (
 from smsbridge.config import CarrierConfig
 from smsbridge.statuses import Status
 from smsbridge.web import HttpAnswer, HttpRequest
+
+if TYPE_CHECKING:
+    import requests
 
 #: IP2SMS state → canonical status (SPEC 2.2).
 STATES: dict[str, Status] = {
@@ -191,6 +193,8 @@ def _refused(response: requests.Response) -> PermanentSubmitError:
 
 def poll(session: requests.Session, carrier: CarrierConfig, gateway_id: str) -> Receipt:
     """Ask for one message's state; PollError for anything that is not a readable answer."""
+    import requests  # here, where a call is made
+
     wanted = normalise_id(gateway_id)
     root = ET.Element("request", {"id": wanted})
     root.text = "status"

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from smsbridge.auth import credentials_match
 from smsbridge.carriers.base import (
@@ -29,6 +27,9 @@ from smsbridge.carriers.base import (
 from smsbridge.config import CarrierConfig
 from smsbridge.statuses import Status
 from smsbridge.web import HttpAnswer, HttpRequest
+
+if TYPE_CHECKING:
+    import requests
 
 #: `message_state` (lower case) → canonical status (SPEC 2.2).
 STATES: dict[str, Status] = {

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.etree.ElementTree import Element
-
-import requests
 
 from smsbridge import safexml
 from smsbridge.auth import credentials_match, equals
@@ -31,6 +30,9 @@ from smsbridge.carriers.base import (
 from smsbridge.config import CarrierConfig
 from smsbridge.statuses import Status
 from smsbridge.web import HttpAnswer, HttpRequest
+
+if TYPE_CHECKING:
+    import requests
 
 #: `<type>` of a receipt whose `<status isError="false">` → canonical status (SPEC 2.2).
 STATES: dict[str, Status] = {

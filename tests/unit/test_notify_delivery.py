@@ -17,7 +17,7 @@ from smsbridge.config import Settings, parse_config
 from smsbridge.models import iso
 from smsbridge.notify import KIND_JSON, KIND_OFSC, Job
 from smsbridge.notify_delivery import Action, Delivery, Notifier
-from smsbridge.telemetry import RecordingMetrics
+from tests.doubles import RecordingMetrics
 from tests.support import local_documents
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from smsbridge.runtime import Runtime
-from smsbridge.telemetry import EmfMetrics, RecordingMetrics
+from smsbridge.telemetry import EmfMetrics
+from tests.doubles import RecordingMetrics
 
 
 def emf_documents(text: str) -> list[dict[str, Any]]:

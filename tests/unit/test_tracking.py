@@ -18,8 +18,8 @@ from smsbridge.models import Message, StatusReport
 from smsbridge.queueing import DispatchQueue
 from smsbridge.repository import MessageRepository
 from smsbridge.statuses import Status
-from smsbridge.telemetry import RecordingMetrics
 from smsbridge.tracking import StatusTracker
+from tests.doubles import RecordingMetrics
 from tests.support import local_documents
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

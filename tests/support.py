@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import threading
 from pathlib import Path
 from typing import Any
+
+from werkzeug.serving import ThreadedWSGIServer
 
 from smsbridge.models import Message
 from smsbridge.statuses import Status
@@ -51,3 +55,29 @@ def a_message(**fields: Any) -> Message:
         "status_changed_at": "2026-11-22T11:00:00.000Z",
     }
     return Message(**(values | fields))
+
+
+class LoopbackServer:
+    """A WSGI app served by werkzeug on a free loopback port, one thread per request."""
+
+    def __init__(self, app: Any) -> None:
+        # werkzeug logs every request line to stderr: keep test output quiet.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedWSGIServer("127.0.0.1", 0, app)
+        # Do not wait for a deliberately slow answer when the test is over.
+        self._server.block_on_close = False
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()

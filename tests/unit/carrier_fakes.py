@@ -10,18 +10,18 @@ import base64
 import json
 import socket
 import threading
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+from werkzeug.wrappers import Request, Response
 
 from smsbridge.config import CarrierConfig
 from smsbridge.web import HttpRequest
+from tests.support import LoopbackServer
 
 #: DLR credentials per format, as the local stack configures them (SPEC 9).
 DLR_CREDENTIALS: dict[str, tuple[str, str]] = {
@@ -103,12 +103,6 @@ class Received:
         return login, password
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Do not wait for a deliberately slow answer when the test is over.
-    block_on_close = False
-
-
 class FakeCarrier:
     """A carrier on a free loopback port.
 
@@ -121,15 +115,13 @@ class FakeCarrier:
         self._answers: list[Scripted] = [Scripted(status=599, body="no answer scripted")]
         self._scripted = False
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        # Set when the test is over: a deliberately slow answer stops waiting.
+        self._closing = threading.Event()
+        self._server = LoopbackServer(self._app)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.url
 
     def script(self, *answers: Scripted) -> None:
         with self._lock:
@@ -151,47 +143,24 @@ class FakeCarrier:
             self.received.append(request)
             return self._answers.pop(0) if len(self._answers) > 1 else self._answers[0]
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                received = Received(
-                    method=self.command,
-                    path=parts.path,
-                    query=parse_qsl(parts.query, keep_blank_values=True),
-                    headers={name.lower(): value for name, value in self.headers.items()},
-                    body=body,
-                )
-                scripted = fake._next(received)
-                if scripted.delay:
-                    time.sleep(scripted.delay)
-                payload = (
-                    scripted.body.encode("utf-8")
-                    if isinstance(scripted.body, str)
-                    else scripted.body
-                )
-                try:
-                    self.send_response(scripted.status)
-                    self.send_header("Content-Type", scripted.content_type)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the client gave up waiting (time-out tests)
-
-            do_GET = do_POST
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Keep test output quiet."""
-
-        return Handler
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        parts = urlsplit(str(environ.get("RAW_URI") or request.full_path))  # as sent
+        received = Received(
+            method=request.method,
+            path=parts.path,
+            query=parse_qsl(parts.query, keep_blank_values=True),
+            headers={name.lower(): value for name, value in request.headers.items()},
+            body=request.get_data(),
+        )
+        scripted = self._next(received)
+        if scripted.delay:
+            self._closing.wait(scripted.delay)
+        response = Response(scripted.body, scripted.status, content_type=scripted.content_type)
+        return response(environ, start_response)
 
     def __enter__(self) -> FakeCarrier:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(
@@ -200,8 +169,8 @@ class FakeCarrier:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._closing.set()
+        self._server.stop()
 
 
 def refused_url() -> str:

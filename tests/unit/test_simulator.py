@@ -11,15 +11,17 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Request, Response
 
 from local.simulator import Simulator, outcome_for
+from tests.support import LoopbackServer
 
 LOCAL = Path(__file__).resolve().parents[2] / "local"
 DELAY_MS = 50
@@ -35,43 +37,31 @@ class FakeApi:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.lock = threading.Lock()
-        api = self
+        self.server = LoopbackServer(self._app)
+        self.url = self.server.url
+        self.server.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                split = urlsplit(self.path)
-                with api.lock:
-                    api.received.append(
-                        {
-                            "path": split.path,
-                            "query": parse_qs(split.query),
-                            "headers": dict(self.headers.items()),
-                            "body": body,
-                        }
-                    )
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        split = urlsplit(str(environ.get("RAW_URI") or request.full_path))
+        body = request.get_data()
+        with self.lock:
+            self.received.append(
+                {
+                    "path": split.path,
+                    "query": parse_qs(split.query),
+                    "headers": Headers(request.headers),  # names case-insensitive
+                    "body": body,
+                }
+            )
+        return Response(b"OK")(environ, start_response)
 
     def requests_where(self, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         with self.lock:
             return [item for item in self.received if match(item)]
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 def load_local(name: str) -> dict[str, Any]:

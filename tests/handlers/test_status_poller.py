@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
 import pytest
+import requests
 
 from local.api import http_event
 from smsbridge.models import iso
@@ -39,6 +42,26 @@ def poller_at(stack: Stack, seconds_ahead: float) -> ModuleType:
     return handler
 
 
+def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def carrier_state(stack: Stack, to: str) -> str:
+    """What the simulated IP2SMS status API says now of the message sent to `to`."""
+    [submission] = [s for s in stack.simulator.submissions() if s["to"] == to and s["taken"]]
+    gateway_id = submission["gateway_id"]
+    answer = requests.post(
+        f"{stack.simulator.url}/ip2sms/status",
+        data=f'<request id="{gateway_id}">status</request>'.encode(),
+        auth=("smsbridge", "sim-submit-secret"),
+        timeout=5,
+    )
+    return ET.fromstring(answer.content).findtext("state") or ""
+
+
 def run_poller(stack: Stack, seconds_ahead: float) -> dict[str, Any]:
     return stack.invoke(poller_at(stack, seconds_ahead), {"source": "aws.scheduler"})
 
@@ -55,10 +78,10 @@ def test_an_ip2sms_message_is_followed_to_delivered_by_polling_alone(stack: Stac
     poller = poller_at(stack, 61)
     stack.drain_dispatch(stack.handler("dispatch"))
     assert status(stack, message_id) == "submitted"
-    time.sleep(1.3)
+    wait_until(lambda: carrier_state(stack, "+380671234501") == "Enroute")
     stack.invoke(poller, {})
     assert status(stack, message_id) == "enroute"
-    time.sleep(1.0)
+    wait_until(lambda: carrier_state(stack, "+380671234501") == "Delivered")
     poller.runtime.clock = lambda: datetime.now(UTC) + timedelta(seconds=61 + 120)
     stack.invoke(poller, {})
     assert status(stack, message_id) == "delivered"
@@ -71,7 +94,8 @@ def test_ip2sms_failures_end_undeliverable_and_expired(stack: Stack) -> None:
     undeliverable = accept(stack, "+380671234511", "p-2")
     expired = accept(stack, "+380671234516", "p-3")
     stack.drain_dispatch(stack.handler("dispatch"))
-    time.sleep(0.1)
+    wait_until(lambda: carrier_state(stack, "+380671234511") == "Undeliverable")
+    wait_until(lambda: carrier_state(stack, "+380671234516") == "Expired")
     run_poller(stack, 61)
     assert status(stack, undeliverable) == "undeliverable"
     assert status(stack, expired) == "expired"

@@ -343,7 +343,6 @@ def test_conceptomovil_outcomes(sim: Simulator, api: FakeApi, to: str, words: li
     response = conceptomovil_send(sim, to, reference())
     assert response.status_code == 200
     gateway_id = response.json()["id"]
-    time.sleep(DELAY_MS * 6 / 1000)
     wait_until(lambda: len(conceptomovil_receipts(api, gateway_id)) >= len(words))
     receipts = conceptomovil_receipts(api, gateway_id)
     assert [item["statusDelivery"] for item in receipts] == words
@@ -636,9 +635,8 @@ def test_ip2sms_state_moves_with_time(api: FakeApi) -> None:
 def test_ip2sms_failures_are_read_through_status(sim: Simulator) -> None:
     undeliverable = ET.fromstring(ip2sms_send(sim, "+380671234511", reference()).content)
     expired = ET.fromstring(ip2sms_send(sim, "+380671234516", reference()).content)
-    time.sleep(DELAY_MS * 3 / 1000)
-    assert ip2sms_state(sim, undeliverable.get("id") or "")[0] == "Undeliverable"
-    assert ip2sms_state(sim, expired.get("id") or "")[0] == "Expired"
+    wait_until(lambda: ip2sms_state(sim, undeliverable.get("id") or "")[0] == "Undeliverable")
+    wait_until(lambda: ip2sms_state(sim, expired.get("id") or "")[0] == "Expired")
 
 
 def test_bad_submit_credentials_are_401(sim: Simulator, api: FakeApi) -> None:

@@ -76,8 +76,8 @@ e2e: install ## end-to-end tests through the local stack over HTTP
 	$(BIN)/pytest tests/e2e -q
 
 .PHONY: test
-test: install lint typecheck validate scan ## every check and every test
-	$(BIN)/pytest -q
+test: install lint typecheck validate scan ## every check and every test, with the coverage floor
+	$(BIN)/pytest -q --cov --cov-report=term
 
 .PHONY: run
 run: install ## the whole system on loopback: moto, HTTP API, drivers, carrier simulator

@@ -87,6 +87,10 @@ run: install ## the whole system on loopback: moto, HTTP API, drivers, carrier s
 bench: install ## cold-import ratios per handler and AWS calls per message
 	$(BIN)/python -m bench
 
+.PHONY: soak
+soak: install ## N messages through the local stack under injected faults, then an audit (N=10000)
+	$(BIN)/python -m local.soak --messages $(or $(N),10000)
+
 .PHONY: report
 report: install ## SMS channel report from the Messages table (ARGS="--since 24h --table NAME")
 	$(BIN)/python -m local.report $(ARGS)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from local.chaos import EXEMPT_USER_AGENT, THROTTLE_BODY, Faults
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -21,8 +23,13 @@ if TYPE_CHECKING:
 LOOPBACK = "127.0.0.1"
 DUMMY_ACCESS_KEY_ID = "testing"
 DUMMY_SECRET_ACCESS_KEY = "testing"
-#: Requests to moto are local: fail fast rather than retry for a minute.
-_CLIENT_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5)
+#: Requests to moto are local: fail fast rather than retry for a minute. The stack's own clients
+#: say who they are, so that injected faults (`make soak`) spare them.
+_CLIENT_CONFIG = Config(
+    retries={"max_attempts": 2, "mode": "standard"},
+    connect_timeout=5,
+    user_agent_extra=EXEMPT_USER_AGENT,
+)
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -37,13 +44,17 @@ class _OneDynamoDbWriteAtATime:
     two concurrent conditional updates could both pass their condition and one be lost. DynamoDB
     requests are served one at a time (other services, such as SQS long polls, stay parallel)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, faults: Faults | None = None) -> None:
         self._app = app
         self._lock = threading.Lock()
+        self._faults = faults
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
             return self._app(environ, start_response)
+        if self._faults is not None and self._faults.throttles(environ):
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+            return [THROTTLE_BODY]
         with self._lock:
             return list(self._app(environ, start_response))
 
@@ -51,9 +62,10 @@ class _OneDynamoDbWriteAtATime:
 class MotoServer:
     """moto's threaded server (DynamoDB, Streams, SQS, SSM, Secrets Manager ...) in this process."""
 
-    def __init__(self, host: str = LOOPBACK, port: int = 0) -> None:
+    def __init__(self, host: str = LOOPBACK, port: int = 0, faults: Faults | None = None) -> None:
         self._host = host
         self._port = port
+        self._faults = faults
         self._server: Any = None
         self._endpoint: str | None = None
 
@@ -72,7 +84,7 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         self._server.start()
         wsgi = self._server._server  # werkzeug's server: its app is swapped before any request
-        wsgi.app = _OneDynamoDbWriteAtATime(wsgi.app)
+        wsgi.app = _OneDynamoDbWriteAtATime(wsgi.app, self._faults)
         host, port = self._server.get_host_and_port()
         self._endpoint = f"http://{host}:{port}"
         self.reset()

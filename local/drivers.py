@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
+    from local.chaos import Faults
+
 log = logging.getLogger("local.drivers")
 
 Invoke = Callable[[dict[str, Any]], Any]
@@ -241,8 +243,10 @@ class SqsDriver(Driver):
         workers: int = 1,
         wait_seconds: int = 1,
         name: str | None = None,
+        faults: Faults | None = None,
     ) -> None:
         super().__init__(name or f"sqs:{queue.logical_id}", stop_event=stop_event, workers=workers)
+        self.faults = faults
         for pattern in trigger.filters:
             check_pattern(pattern)
         self.invoke = invoke
@@ -302,6 +306,7 @@ class SqsDriver(Driver):
             )
             log.debug("%s: handler error", self.name, exc_info=True)
             return
+        self._deliver_again(records)
         if not self.trigger.report_batch_item_failures:
             self._delete(records)
             return
@@ -310,6 +315,19 @@ class SqsDriver(Driver):
             log.warning("%s: invalid batchItemFailures, the whole batch stays", self.name)
             return
         self._delete([r for r in records if r["messageId"] not in failed])
+
+    def _deliver_again(self, records: list[dict[str, Any]]) -> None:
+        """Fault injection: SQS delivers some records a second time (at-least-once)."""
+        if self.faults is None:
+            return
+        rate = self.faults.rates.sqs_duplicate
+        again = [r for r in records if self.faults.roll("sqs_duplicate", rate)]
+        if not again:
+            return
+        try:
+            self.invoke({"Records": again})
+        except Exception as exc:
+            log.warning("%s: repeated delivery failed: %s", self.name, _one_line(exc))
 
 
 def schedule_period(trigger: ScheduleTrigger, override: str | None = None) -> float:

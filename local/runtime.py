@@ -107,8 +107,11 @@ class LocalFunction:
         account_id: str = ACCOUNT_ID,
         max_environments: int = DEFAULT_MAX_ENVIRONMENTS,
         function_name: str | None = None,
+        on_load: Callable[[ModuleType], None] | None = None,
     ) -> None:
         self.spec = spec
+        #: Called with each new module copy (the local stack's fault hooks).
+        self.on_load = on_load
         self.name = function_name or spec.logical_id
         self.region = region
         self.account_id = account_id
@@ -144,6 +147,8 @@ class LocalFunction:
         if not callable(handler):
             sys.modules.pop(module_name, None)
             raise AttributeError(f"{self.spec.logical_id}: {self.spec.handler} is not callable")
+        if self.on_load is not None:
+            self.on_load(module)
         with self._cond:
             self._modules.append(module_name)
         return handler  # type: ignore[no-any-return]

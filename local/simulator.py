@@ -31,11 +31,14 @@ from email.message import Message
 from email.utils import format_datetime
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 import requests
+
+if TYPE_CHECKING:
+    from local.chaos import Faults
 
 log = logging.getLogger(__name__)
 
@@ -754,8 +757,11 @@ class Simulator:
         *,
         delay_ms: int = 300,
         late_ms: int = 2500,
+        faults: Faults | None = None,
     ) -> None:
         self._api = api_base_url.rstrip("/")
+        #: Injected faults (`make soak`): 5xx, late answers, duplicate/reordered/early receipts.
+        self._faults = faults
         self._delay = max(delay_ms, 0) / 1000
         self._late = max(late_ms, 0) / 1000
         carrier_secrets = secrets.get("carriers") or {}
@@ -849,6 +855,12 @@ class Simulator:
             self._tries.clear()
             self._taken.clear()
 
+    def _fault(self, name: str) -> bool:
+        if self._faults is None:
+            return False
+        rate: float = getattr(self._faults.rates, name)
+        return self._faults.roll(name, rate)
+
     # ---- routing
 
     def _route(self, method: str, target: str, headers: Message, body: bytes) -> _Routed:
@@ -940,7 +952,8 @@ class Simulator:
         with self._lock:
             tries = self._tries[key] = self._tries.get(key, 0) + 1
             gateway_id = self._taken.get(key)
-            if gateway_id is None and tries <= outcome.unavailable:
+            chaos_5xx = gateway_id is None and self._fault("carrier_5xx")
+            if gateway_id is None and (tries <= outcome.unavailable or chaos_5xx):
                 self._record(carrier, incoming, taken=False, gateway_id="", answer="unavailable")
                 reply = fmt.error(503, "unavailable", "service temporarily unavailable")
                 return _Routed(reply)
@@ -973,14 +986,18 @@ class Simulator:
                 gateway_id=gateway_id,
                 answer="accepted" if taken else "repeat",
             )
-            late = tries <= outcome.late
+            late = tries <= outcome.late or (taken and self._fault("carrier_timeout"))
             plan = None if late else self._held.pop(key, None)
+            early = outcome.before_answer
+            if plan is not None and self._faults is not None and not fmt.polled:
+                plan.states, chaos_early = self._faults.receipts(plan.states)
+                early = early or chaos_early
         reply = fmt.accepted(gateway_id, incoming)
         if late:
             return _Routed(reply, wait=self._late)
         if plan is None:
             return _Routed(reply)
-        if outcome.before_answer:
+        if early:
             self._release(plan, now=True)
             return _Routed(reply)
         return _Routed(reply, after=partial(self._release, plan))
@@ -1117,6 +1134,11 @@ class Simulator:
         if count <= 0:
             return "Accepted", "", timeline.accepted_at
         index = min(count, len(timeline.states)) - 1
+        # A status API never leaves a final state: later steps (repeats) do not show.
+        first_final = next(
+            (i for i, state in enumerate(timeline.states) if state in FINAL_STATES), index
+        )
+        index = min(index, first_final)
         word, error = _Ip2sms.WORDS[timeline.states[index]]
         return word, error, timeline.started + (index + 1) * step
 

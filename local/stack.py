@@ -34,6 +34,10 @@ from local.drivers import Driver, ScheduleDriver, SqsDriver, StreamDriver, sched
 from local.runtime import DEFAULT_MAX_ENVIRONMENTS, LocalFunction
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+
+    from local.chaos import Faults
     from local.simulator import Simulator
 
 log = logging.getLogger("local.stack")
@@ -90,8 +94,11 @@ class LocalStack:
         config_path: Path = CONFIG_FILE,
         secrets_path: Path = SECRETS_FILE,
         sam_env_path: Path | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self._host = host
+        #: Fault injection (`make soak`): moto front, SQS drivers, handler clients, simulator.
+        self._faults = faults
         self._port = port
         self._sim_port = sim_port
         self._env = dict(env or {})
@@ -218,7 +225,7 @@ class LocalStack:
         # A profile or session token from the shell would reach our own clients and the handlers'.
         self._apply_environment({})
 
-        self._moto = aws.MotoServer(self._host)
+        self._moto = aws.MotoServer(self._host, faults=self._faults)
         endpoint = self._moto.start()
         self._clients = aws.clients(endpoint, self._region)
         # The HTTP front binds now: its URL is the stack's public base URL (template parameters),
@@ -257,6 +264,7 @@ class LocalStack:
             self._secrets,
             delay_ms=int(self.setting("SIM_DELAY_MS") or 300),
             late_ms=int(self.setting("SIM_LATE_MS") or 2500),
+            faults=self._faults,
         )
         self._sim_url = self._simulator.start(self._host, sim_port).rstrip("/")
 
@@ -371,9 +379,16 @@ class LocalStack:
                 account_id=resources.account_id,
                 max_environments=limit,
                 function_name=f"{STACK_NAME}-{fn.logical_id}",
+                on_load=self._fault_hooks(fn.logical_id),
             )
             self._functions[fn.logical_id] = function
             function.warm()
+
+    def _fault_hooks(self, logical_id: str) -> Callable[[ModuleType], None] | None:
+        faults = self._faults
+        if faults is None:
+            return None
+        return lambda module: faults.attach(logical_id, module)
 
     def _start_drivers(self, resources: LocalStackResources) -> None:
         clients = self.clients
@@ -392,6 +407,7 @@ class LocalStack:
                             stop_event=self._stop_drivers,
                             workers=workers,
                             name=f"{fn.logical_id}<-{sqs.queue}",
+                            faults=self._faults,
                         )
                     )
             for schedule in fn.schedules:

@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import urllib.request
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,32 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
+class _FairLock:
+    """A lock served first come, first served: under load a thread with many requests in a row
+    (the poller) would otherwise wait behind newcomers again and again."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: deque[threading.Event] = deque()
+        self._held = False
+
+    def __enter__(self) -> None:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._guard:
+            if self._waiters:
+                self._waiters.popleft().set()  # handed over: still held
+            else:
+                self._held = False
+
+
 class _OneDynamoDbWriteAtATime:
     """DynamoDB applies each request to an item atomically; moto's threaded server does not, so
     two concurrent conditional updates could both pass their condition and one be lost. DynamoDB
@@ -46,7 +73,7 @@ class _OneDynamoDbWriteAtATime:
 
     def __init__(self, app: Any, faults: Faults | None = None) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        self._lock = _FairLock()
         self._faults = faults
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:

@@ -53,13 +53,20 @@ FAST_SETTINGS = {
     "SCHEDULE_SECONDS": "1",
     "POLL_FIRST_SECONDS": "1",
     "POLL_MAX_INTERVAL_SECONDS": "2",
-    "REQUEUE_AFTER_SECONDS": "8",
-    "SUBMIT_LEASE_SECONDS": "4",
+    "REQUEUE_AFTER_SECONDS": "60",
+    "SUBMIT_LEASE_SECONDS": "10",
     "SUBMIT_BACKOFF_SECONDS": "1",
     "NOTIFY_BACKOFF_SECONDS": "1",
-    "STATUS_TIMEOUT_SECONDS": "20",
+    "STATUS_TIMEOUT_SECONDS": "45",
     "LOCAL_CONCURRENCY": "4",
 }
+#: How long the audit waits without any message becoming final before it calls the rest lost
+#: (more than the status time-out, so that a message left to the poller's time-out ends).
+SETTLE_SECONDS = 90.0
+#: Messages per second offered to the intake by default: the local backend (moto and every
+#: handler in one Python process) takes a few per second on a small shared machine; more only
+#: builds a backlog that outlasts the short status time-outs used here.
+DEFAULT_RATE = 3.0
 JSON_TOKEN = "demo-token"
 OFSC_LOGIN, OFSC_SECRET = "ofsc", "ofsc-secret"
 FINAL = frozenset(
@@ -246,8 +253,10 @@ class Sender:
     """Posts the planned requests, retrying a whole request on 5xx or a dropped connection (the
     intake is idempotent by message_id), and records which messages were accepted."""
 
-    def __init__(self, api: str, sim: str, attempts: int = 6) -> None:
+    def __init__(self, api: str, sim: str, attempts: int = 6, rate: float = 0.0) -> None:
         self.api = api
+        self.rate = rate
+        self._next_slot = 0.0
         self.sim = sim
         self.attempts = attempts
         self.accepted: set[tuple[str, str]] = set()
@@ -257,6 +266,17 @@ class Sender:
         self._local = threading.local()
         self._rng = random.Random(5)
 
+    def _pace(self, count: int) -> None:
+        """Hold a request until the intake stays within `rate` messages per second."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(self._next_slot, now)
+            self._next_slot = start + count / self.rate
+        if start > now:
+            time.sleep(start - now)
+
     def _http(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
@@ -264,6 +284,7 @@ class Sender:
         return session
 
     def send(self, request: Request) -> None:
+        self._pace(len(request.messages))
         for attempt in range(self.attempts):
             try:
                 answer = self._post(request)
@@ -345,6 +366,8 @@ class LogCapture:
         self._root_level = root.level
         root.setLevel(min(root.level or logging.INFO, logging.INFO))
         handler = _ListHandler(self, logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        # The handlers' lines are taken on their own logger, in their own format.
+        handler.addFilter(lambda record: not record.name.startswith("smsbridge"))
         root.addHandler(handler)
         self._handlers.append((root, handler))
         return self
@@ -507,15 +530,22 @@ def scan_messages(stack: LocalStack) -> dict[tuple[str, str], dict[str, str]]:
 def wait_settled(
     stack: LocalStack, accepted: set[tuple[str, str]], settle_seconds: float, progress: bool
 ) -> dict[tuple[str, str], dict[str, str]]:
-    """Wait until the sparse index of open messages is empty (a cheap count), then read all."""
-    deadline = time.monotonic() + settle_seconds
+    """Wait until the sparse index of open messages is empty (a cheap count), then read all.
+
+    Gives up after `settle_seconds` without a message becoming final: whatever is still open
+    then is lost.
+    """
     pause = min(10.0, 1.0 + len(accepted) / 1000)
-    while time.monotonic() < deadline:
+    best = None
+    last_progress = time.monotonic()
+    while time.monotonic() - last_progress < settle_seconds:
         open_count = _open_messages(stack)
         if progress:
             print(f"  {open_count} messages open", file=sys.stderr)
         if open_count == 0:
             break
+        if best is None or open_count < best:
+            best, last_progress = open_count, time.monotonic()
         time.sleep(pause)
     return scan_messages(stack)
 
@@ -651,6 +681,7 @@ def run(
     seed: int = 11,
     rates: FaultRates | None = None,
     workers: int = 4,
+    rate: float = DEFAULT_RATE,
     settle_seconds: float | None = None,
     env: dict[str, str] | None = None,
     progress: bool = False,
@@ -674,14 +705,14 @@ def run(
             planned_requests = plan(count, seed, callbacks=callbacks, rates=rates)
             planned = [m for r in planned_requests for m in r.messages]
             faults.counts["callback_failing"] = sum(1 for m in planned if m.callback_failures)
-            sender = Sender(stack.api_url, stack.sim_url)
+            sender = Sender(stack.api_url, stack.sim_url, rate=rate)
             faults.enabled = True
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(sender.send, planned_requests))
             intake_seconds = time.monotonic() - started
             if progress:
                 print(f"  sent {len(planned)} in {intake_seconds:.0f} s", file=sys.stderr)
-            settle = settle_seconds if settle_seconds is not None else 60 + count / 20
+            settle = settle_seconds if settle_seconds is not None else SETTLE_SECONDS
             items = wait_settled(stack, sender.accepted, settle, progress)
             faults.enabled = False
             if callbacks:
@@ -797,7 +828,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--messages", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--workers", type=int, default=4, help="concurrent intake clients")
-    parser.add_argument("--settle-seconds", type=float, default=None)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help="messages per second offered to the intake (0: as fast as it answers)",
+    )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=None,
+        help=f"give up after this long without progress (default {SETTLE_SECONDS:.0f})",
+    )
     parser.add_argument("--log-file", help="write every captured log line to this file")
     args = parser.parse_args(argv)
     rates = FaultRates()
@@ -807,6 +849,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             rates=rates,
             workers=args.workers,
+            rate=args.rate,
             settle_seconds=args.settle_seconds,
             progress=True,
             log_file=args.log_file,

@@ -1,7 +1,9 @@
-"""`python -m bench`: cold-import ratios per handler and AWS calls per message.
+"""`python -m bench`: cold-import ratios per handler, AWS calls per message, warm CPU per
+message per handler, DynamoDB units, log bytes, local throughput and cost per million delivered
+messages, then one summary table of every figure against its baseline or floor.
 
-Options: `--runs N` timed imports per handler (default 7); `--skip-imports`, `--skip-calls` to
-run one half only.
+Options: `--runs N` timed imports per handler (default 7); `--skip-imports`, `--skip-calls`,
+`--skip-per-message`, `--skip-throughput` to leave a part out; `--throughput-messages N`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import awscalls, coldimport
+from bench import awscalls, coldimport, permessage, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +30,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-imports", action="store_true", help="skip the cold imports")
     parser.add_argument("--skip-calls", action="store_true", help="skip the AWS call counts")
+    parser.add_argument(
+        "--skip-per-message", action="store_true", help="skip CPU, units, logs and cost"
+    )
+    parser.add_argument(
+        "--skip-throughput", action="store_true", help="skip the local end-to-end throughput"
+    )
+    parser.add_argument(
+        "--throughput-messages",
+        type=int,
+        default=120,
+        help="messages through the local stack for the throughput (default 120)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -61,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
+    found = summary.Found()
     if not args.skip_imports:
         env = coldimport.probe_environment(*_template_defaults())
         report = coldimport.measure(ROOT, args.runs, env)
         _print([*coldimport.format_report(report), ""])
         status |= int(report.failed)
+        found.cold = report
     if not args.skip_calls:
         try:
             calls = awscalls.run(ROOT)
@@ -78,6 +94,16 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
         else:
             _print([*awscalls.format_report(calls), ""])
+            found.calls = calls
+    if not args.skip_throughput:
+        found.throughput = summary.local_throughput(args.throughput_messages)
+    if not args.skip_per_message:
+        per = permessage.run(ROOT)
+        if found.throughput:
+            per.throughput = found.throughput
+        _print([*permessage.format_report(per, summary.calls_gap(found.calls)), ""])
+        found.per_message = per
+    _print([*summary.format_summary(found), ""])
     _print([f"bench finished in {time.monotonic() - started:.0f} s"])
     return status
 

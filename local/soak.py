@@ -492,6 +492,10 @@ class Audit:
     submissions: int = 0
     wall_seconds: float = 0.0
     intake_seconds: float = 0.0
+    #: From the first request sent until every message was final (or the wait gave up).
+    flow_seconds: float = 0.0
+    #: DynamoDB calls per second the local backend answered (when measured).
+    backend_calls_per_second: float = 0.0
     hygiene: list[str] = field(default_factory=list)
     log_lines: int = 0
     faults: Counter[str] = field(default_factory=Counter)
@@ -548,6 +552,52 @@ def wait_settled(
             best, last_progress = open_count, time.monotonic()
         time.sleep(pause)
     return scan_messages(stack)
+
+
+def backend_calls_per_second(stack: LocalStack, seconds: float = 3.0, threads: int = 4) -> float:
+    """DynamoDB calls per second the local backend answers: reads and conditional updates of
+    1 KB message-like items from `threads` clients at once (its share of a message's work)."""
+    from local import aws
+
+    table = stack.table_name("MessagesTable")
+    filler = "x" * 900
+    setup = stack.clients.dynamodb
+    for n in range(20):
+        setup.put_item(
+            TableName=table,
+            Item={"id": {"S": f"bench#{n}"}, "item_type": {"S": "bench"}, "text": {"S": filler}},
+        )
+    counts = [0] * threads
+    deadline = time.monotonic() + seconds
+
+    def work(index: int) -> None:
+        client = aws.clients(stack.aws_endpoint, stack.region).dynamodb
+        n = 0
+        while time.monotonic() < deadline:
+            key = {"id": {"S": f"bench#{(index * 5 + n) % 20}"}}
+            if n % 2:
+                client.update_item(
+                    TableName=table,
+                    Key=key,
+                    UpdateExpression="SET seen = :n",
+                    ConditionExpression="attribute_exists(id)",
+                    ExpressionAttributeValues={":n": {"N": str(n)}},
+                )
+            else:
+                client.get_item(TableName=table, Key=key)
+            n += 1
+        counts[index] = n
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.monotonic() - started
+    for n in range(20):
+        setup.delete_item(TableName=table, Key={"id": {"S": f"bench#{n}"}})
+    return sum(counts) / elapsed
 
 
 def _open_messages(stack: LocalStack) -> int:
@@ -654,21 +704,21 @@ def _callbacks_by_message(stack: LocalStack) -> dict[str, int]:
     set_message_status entries; answered-with-failure attempts are not counted)."""
     counts: Counter[str] = Counter()
     for call in stack.simulator.callbacks():
-        if int(call.get("status", 200) or 200) >= 300:
+        if int(call.get("answered", 200) or 200) >= 300:
             continue
         if call.get("kind") == "json":
             document = call.get("json") or {}
-            if isinstance(document, dict) and _final_word(document.get("status")):
+            if isinstance(document, dict) and document.get("status") in FINAL:
                 counts[str(document.get("message_id"))] += 1
         else:
             for entry in call.get("messages") or []:
-                if _final_word(entry.get("status")):
+                if entry.get("status") in OFSC_FINAL_WORDS:
                     counts[str(entry.get("message_id"))] += 1
     return dict(counts)
 
 
-def _final_word(word: Any) -> bool:
-    return isinstance(word, str) and word.lower() in {"delivered", "failed", "sent"}
+#: The words of a final status in OFSC's set_message_status.
+OFSC_FINAL_WORDS = frozenset({"delivered", "failed", "sent"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,6 +736,7 @@ def run(
     env: dict[str, str] | None = None,
     progress: bool = False,
     log_file: str | None = None,
+    measure_backend: bool = False,
 ) -> Audit:
     """The whole soak; the audit (with the captured log lines checked) is returned."""
     rates = rates or FaultRates()
@@ -706,7 +757,9 @@ def run(
             planned = [m for r in planned_requests for m in r.messages]
             faults.counts["callback_failing"] = sum(1 for m in planned if m.callback_failures)
             sender = Sender(stack.api_url, stack.sim_url, rate=rate)
+            backend = backend_calls_per_second(stack) if measure_backend else 0.0
             faults.enabled = True
+            sending = time.monotonic()
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(sender.send, planned_requests))
             intake_seconds = time.monotonic() - started
@@ -714,6 +767,7 @@ def run(
                 print(f"  sent {len(planned)} in {intake_seconds:.0f} s", file=sys.stderr)
             settle = settle_seconds if settle_seconds is not None else SETTLE_SECONDS
             items = wait_settled(stack, sender.accepted, settle, progress)
+            flow_seconds = time.monotonic() - sending
             faults.enabled = False
             if callbacks:
                 _wait_callbacks(stack, planned, sender, items)
@@ -722,6 +776,8 @@ def run(
             result = audit(stack, planned, sender, items, max_attempts, callbacks)
             result.wall_seconds = wall
             result.intake_seconds = intake_seconds
+            result.flow_seconds = flow_seconds
+            result.backend_calls_per_second = backend
             result.faults = Counter(faults.counts)
             secrets = secret_values(stack.secrets)
         finally:

@@ -76,7 +76,9 @@ def format_summary(found: Found) -> list[str]:
         units = permessage.write_units(per.message_item_bytes)
         gaps += [
             permessage.Gap(
-                "DynamoDB write units per delivered message", per.flow.wcu / n, 5 * units + 1
+                "DynamoDB write units per delivered message (table)",
+                per.flow.wcu / n,
+                5 * units + 1,
             ),
             permessage.Gap("DynamoDB read units per delivered message", per.flow.rcu / n, 1.0),
         ]

@@ -354,13 +354,15 @@ class LogCapture:
         self._handlers: list[tuple[logging.Logger, logging.Handler]] = []
         self._stdout: contextlib.AbstractContextManager[Any] | None = None
         self._root_level = logging.WARNING
+        self._writer: _LineWriter | None = None
 
     def write(self, line: str) -> None:
         with self._lock:
             self.lines.append(line)
 
     def __enter__(self) -> LogCapture:
-        self._stdout = contextlib.redirect_stdout(_LineWriter(self))
+        self._writer = _LineWriter(self)
+        self._stdout = contextlib.redirect_stdout(self._writer)
         self._stdout.__enter__()
         root = logging.getLogger()
         self._root_level = root.level
@@ -375,6 +377,8 @@ class LogCapture:
     def attach_powertools(self) -> None:
         """After the handlers are loaded: a handler on the `smsbridge` logger with its formatter."""
         logger = logging.getLogger("smsbridge")
+        if any(getattr(h, "stream", None) is self._writer for h in logger.handlers):
+            return  # its handler was made while stdout came here: every line is kept already
         formatter = next((h.formatter for h in logger.handlers if h.formatter), None)
         handler = _ListHandler(self, formatter or logging.Formatter("%(message)s"))
         logger.addHandler(handler)

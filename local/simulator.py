@@ -58,6 +58,8 @@ ALT = "alt:"
 
 #: (connect, read) time-outs of the receipt posts.
 RECEIPT_TIMEOUT = (2.0, 15.0)
+#: How many times a receipt that got no answer or a 5xx is posted again.
+RECEIPT_RETRIES = 4
 MAX_BODY_BYTES = 1024 * 1024
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 OFSC_NS = "urn:toatech:agent"
@@ -1065,20 +1067,29 @@ class Simulator:
             return
         self._scheduler.call_later(self._delay, partial(self._post_chain, plan, 0))
 
-    def _post_chain(self, plan: _Plan, index: int) -> None:
-        """Post receipt `index`, then schedule the next one `delay_ms` after it finished."""
+    def _post_chain(self, plan: _Plan, index: int, attempt: int = 0) -> None:
+        """Post receipt `index`, then schedule the next one `delay_ms` after it finished.
+
+        Like a carrier, post a receipt again after a time-out or a 5xx (RECEIPT_RETRIES times,
+        1, 2, 4 ... seconds apart) before moving on.
+        """
         if self._stopping.is_set():
             return
-        self._post_receipt(plan, plan.states[index])
+        posted = self._post_receipt(plan, plan.states[index])
+        if not posted and attempt < RECEIPT_RETRIES:
+            retry = partial(self._post_chain, plan, index, attempt + 1)
+            self._scheduler.call_later(float(2**attempt), retry)
+            return
         if index + 1 < len(plan.states):
             self._scheduler.call_later(self._delay, partial(self._post_chain, plan, index + 1))
 
-    def _post_receipt(self, plan: _Plan, state: str) -> None:
+    def _post_receipt(self, plan: _Plan, state: str) -> bool:
+        """False when the receipt is worth posting again (no answer, or a 5xx)."""
         try:
             response = plan.fmt.post(plan, state)
         except requests.RequestException as exc:
             if self._stopping.is_set():
-                return
+                return True
             # The exception's text may hold the URL and its query (the DLR password): not logged.
             log.warning(
                 "simulator: receipt %s for %s %s not posted: %s",
@@ -1087,7 +1098,7 @@ class Simulator:
                 plan.gateway_id,
                 type(exc).__name__,
             )
-            return
+            return False
         if response is not None and not response.ok:
             log.warning(
                 "simulator: receipt %s for %s %s answered HTTP %s",
@@ -1096,6 +1107,8 @@ class Simulator:
                 plan.gateway_id,
                 response.status_code,
             )
+            return response.status_code < 500
+        return True
 
     def _status(
         self,

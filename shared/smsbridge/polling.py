@@ -129,7 +129,8 @@ class Poller:
                 summary.expired += 1
             return False
         next_check = self._lifecycle.next_check(message, Status.QUEUED, now)
-        assert next_check is not None  # nosec B101 - narrows the type; Lambda never runs -O
+        # Narrows the type for mypy; Lambda never runs Python with -O.
+        assert next_check is not None  # nosec B101
         # Only the run that moves the next check re-queues (overlapping runs act once).
         return self._repository.reschedule(
             message.id,

@@ -44,7 +44,7 @@ def _include_json_api() -> None:
     """The JSON API's routes, models and OpenAPI document, on the first /v1 request only."""
     from smsbridge import json_api
 
-    app.include_router(json_api.router)
+    app.include_router(json_api.build_router())
     app.enable_swagger(
         path="/v1/docs",
         title="smsbridge JSON API",

@@ -3,7 +3,10 @@
 The intake handler includes this router on the first /v1 request only: pydantic, the models and
 Powertools' OpenAPI machinery are not imported on a cold start that serves /ofsc or /health.
 The handler puts the authenticated client (`client`) and an `Intake` factory (`intake`) in the
-resolver's context before a route runs.
+resolver's context before a route runs. Each resolver gets a router of its own (`build_router`):
+a router reads the context of the resolver that included it last, so sharing one module-level
+router between resolvers (several execution environments in one process, as the local stack
+runs them) would read another invocation's client.
 """
 
 from __future__ import annotations
@@ -23,19 +26,6 @@ from smsbridge.web import invalid_request
 
 JSON = "application/json"
 
-router = Router()  # type: ignore[no-untyped-call]
-
-
-def _intake() -> Intake:
-    factory: Callable[[], Intake] = router.context["intake"]
-    return factory()
-
-
-def _client() -> ClientConfig:
-    """The client the handler authenticated for this request."""
-    client: ClientConfig = router.context["client"]
-    return client
-
 
 def _path_id(raw: str) -> str | Response[Any]:
     """A percent-decoded `{message_id}`, or the 422 for one that no message can have."""
@@ -51,55 +41,68 @@ def _path_id(raw: str) -> str | Response[Any]:
     return message_id
 
 
-@router.post(
-    "/v1/messages", summary="Send one message or a batch of up to 100", enable_validation=True
-)
-def post_messages(payload: Annotated[MessageIn | BatchIn, Body()]) -> Response[Any]:
-    client = _client()
-    items = payload.messages if isinstance(payload, BatchIn) else [payload]
-    intake = _intake()
-    try:
-        stored = intake.accept(client, [item.to_request() for item in items])
-    except CallbackUrlRefused as refused:
-        where: list[str | int] = ["body", "callback_url"]
-        if isinstance(payload, BatchIn):
-            where = ["body", "messages", refused.index, "callback_url"]
-        detail = [{"loc": where, "msg": refused.reason, "type": "callback_url_refused"}]
-        return Response(422, JSON, invalid_request(detail))
-    answers = [message_response(intake.outcome_of(message)) for message in stored]
-    body: dict[str, Any] = {"messages": answers} if isinstance(payload, BatchIn) else answers[0]
-    return Response(202, JSON, body)
+def build_router() -> Router:
+    """The JSON API's routes on a router of their own, for one resolver."""
+    router = Router()  # type: ignore[no-untyped-call]
 
+    def _intake() -> Intake:
+        factory: Callable[[], Intake] = router.context["intake"]
+        return factory()
 
-@router.get(
-    "/v1/messages/<message_id>",
-    summary="A message with its status history",
-    enable_validation=True,
-)
-def get_message(message_id: Annotated[str, Path(min_length=1)]) -> Response[Any]:
-    decoded = _path_id(message_id)
-    if isinstance(decoded, Response):
-        return decoded
-    message = _intake().find(_client(), decoded)
-    if message is None:
-        return Response(404, JSON, {"message": "message not found"})
-    return Response(200, JSON, message.public_view())
+    def _client() -> ClientConfig:
+        """The client the handler authenticated for this request."""
+        client: ClientConfig = router.context["client"]
+        return client
 
+    @router.post(
+        "/v1/messages", summary="Send one message or a batch of up to 100", enable_validation=True
+    )
+    def post_messages(payload: Annotated[MessageIn | BatchIn, Body()]) -> Response[Any]:
+        client = _client()
+        items = payload.messages if isinstance(payload, BatchIn) else [payload]
+        intake = _intake()
+        try:
+            stored = intake.accept(client, [item.to_request() for item in items])
+        except CallbackUrlRefused as refused:
+            where: list[str | int] = ["body", "callback_url"]
+            if isinstance(payload, BatchIn):
+                where = ["body", "messages", refused.index, "callback_url"]
+            detail = [{"loc": where, "msg": refused.reason, "type": "callback_url_refused"}]
+            return Response(422, JSON, invalid_request(detail))
+        answers = [message_response(intake.outcome_of(message)) for message in stored]
+        body: dict[str, Any] = {"messages": answers} if isinstance(payload, BatchIn) else answers[0]
+        return Response(202, JSON, body)
 
-@router.delete(
-    "/v1/messages/<message_id>",
-    summary="Cancel a message that is still queued",
-    enable_validation=True,
-)
-def delete_message(message_id: Annotated[str, Path(min_length=1)]) -> Response[Any]:
-    decoded = _path_id(message_id)
-    if isinstance(decoded, Response):
-        return decoded
-    result, message = _intake().cancel(_client(), decoded)
-    if result == CancelResult.NOT_FOUND or message is None:
-        return Response(404, JSON, {"message": "message not found"})
-    if result == CancelResult.UNDER_PROCESSING:
-        return Response(
-            409, JSON, {"message": "the message is under processing", "status": message.status}
-        )
-    return Response(200, JSON, message.public_view())
+    @router.get(
+        "/v1/messages/<message_id>",
+        summary="A message with its status history",
+        enable_validation=True,
+    )
+    def get_message(message_id: Annotated[str, Path(min_length=1)]) -> Response[Any]:
+        decoded = _path_id(message_id)
+        if isinstance(decoded, Response):
+            return decoded
+        message = _intake().find(_client(), decoded)
+        if message is None:
+            return Response(404, JSON, {"message": "message not found"})
+        return Response(200, JSON, message.public_view())
+
+    @router.delete(
+        "/v1/messages/<message_id>",
+        summary="Cancel a message that is still queued",
+        enable_validation=True,
+    )
+    def delete_message(message_id: Annotated[str, Path(min_length=1)]) -> Response[Any]:
+        decoded = _path_id(message_id)
+        if isinstance(decoded, Response):
+            return decoded
+        result, message = _intake().cancel(_client(), decoded)
+        if result == CancelResult.NOT_FOUND or message is None:
+            return Response(404, JSON, {"message": "message not found"})
+        if result == CancelResult.UNDER_PROCESSING:
+            return Response(
+                409, JSON, {"message": "the message is under processing", "status": message.status}
+            )
+        return Response(200, JSON, message.public_view())
+
+    return router

@@ -89,8 +89,8 @@ class Poller:
                 self._terminate(message, summary)
             elif self._lifecycle.is_polled(message) and message.gateway_id:
                 to_poll[message.carrier].append(message)
-            else:
-                self._reschedule(message, now, summary)
+            elif self._reschedule(message, now):
+                summary.rescheduled += 1
         if to_requeue:
             self._requeue(to_requeue, summary)
         if to_poll:
@@ -98,17 +98,20 @@ class Poller:
         return summary
 
     def _due_ids(self, now: datetime) -> list[str]:
-        """Due ids from every shard, at most `POLLER_BATCH_LIMIT` in all, shared fairly."""
+        """Due ids from every shard, at most `POLLER_BATCH_LIMIT` in all, shared fairly.
+
+        The shards are read at the same time: the run waits for one query, not sixteen."""
         limit = self._settings.poller_batch_limit
         per_shard = max(1, -(-limit // OPEN_INDEX_SHARDS))
         epoch = int(now.timestamp())
-        ids: list[str] = []
-        for shard in range(OPEN_INDEX_SHARDS):
-            room = min(per_shard, limit - len(ids))
-            if room <= 0:
-                break
-            ids.extend(self._repository.due_sms_ids(f"{shard:02d}", now_epoch=epoch, limit=room))
-        return ids
+        shards = [f"{shard:02d}" for shard in range(min(OPEN_INDEX_SHARDS, limit))]
+        with ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="due") as pool:
+            found = pool.map(
+                lambda shard: self._repository.due_sms_ids(shard, now_epoch=epoch, limit=per_shard),
+                shards,
+            )
+            ids = [sms_id for shard_ids in found for sms_id in shard_ids]
+        return ids[:limit]
 
     # --- queued messages ------------------------------------------------------------------
 
@@ -167,22 +170,20 @@ class Poller:
         if outcome is not None and outcome.changed:
             summary.terminated += 1
 
-    def _reschedule(
-        self, message: Message, now: datetime, summary: RunSummary, *, polled: bool = False
-    ) -> None:
+    def _reschedule(self, message: Message, now: datetime, *, polled: bool = False) -> bool:
+        """Move the next check on; True when this run did (overlapping runs act once)."""
         polls = message.poll_count + (1 if polled else 0)
         next_check = self._lifecycle.next_check(message, message.status, now, polls_done=polls)
         if next_check is None:
-            return
+            return False
         fields = {"poll_count": polls} if polled else {}
-        if self._repository.reschedule(
+        return self._repository.reschedule(
             message.id,
             expected=message.status,
             next_check_at=next_check,
             expected_next_check=message.next_check_at,
             **fields,
-        ):
-            summary.rescheduled += 1
+        )
 
     def _poll_all(
         self,
@@ -191,9 +192,10 @@ class Poller:
         deadline: float,
         summary: RunSummary,
     ) -> None:
-        """Poll concurrently: one bounded pool per carrier, so one that hangs stalls only itself."""
+        """Poll concurrently, one bounded pool per carrier, so one that hangs stalls only itself;
+        each worker also writes what its poll found."""
         pools: list[ThreadPoolExecutor] = []
-        futures: dict[Future[Receipt], Message] = {}
+        futures: dict[Future[_Polled], Message] = {}
         for carrier_name, messages in by_carrier.items():
             carrier = self._config.carriers[carrier_name]
             pool = ThreadPoolExecutor(
@@ -203,23 +205,39 @@ class Poller:
             pools.append(pool)
             session = self._session_factory()
             for message in messages:
-                futures[pool.submit(self._poll_one, session, carrier, message)] = message
-        done, not_done = wait(futures, timeout=max(0.0, deadline - self._monotonic()))
-        for future in done:
-            message = futures[future]
-            try:
-                receipt = future.result()
-            except PollError as exc:
-                summary.poll_errors += 1
-                self._tracker.metrics.add("PollErrors", carrier=message.carrier)
-                logger.warning("poll failed", extra={"id": message.id, "reason": str(exc)[:200]})
-                self._reschedule(message, now, summary, polled=True)
-                continue
+                future = pool.submit(self._poll_and_apply, session, carrier, message, now)
+                futures[future] = message
+        try:
+            done, not_done = wait(futures, timeout=max(0.0, deadline - self._monotonic()))
+            for future in done:
+                self._count(futures[future], future.result(), summary)
+            summary.left_for_next_run += len(not_done)
+        finally:
+            for pool in pools:
+                # Polls not started are dropped (still due next run); those under way end
+                # here, so no write runs after the invocation returns.
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _count(self, message: Message, polled: _Polled, summary: RunSummary) -> None:
+        if polled.error:
+            summary.poll_errors += 1
+            self._tracker.metrics.add("PollErrors", carrier=message.carrier)
+            logger.warning("poll failed", extra={"id": message.id, "reason": polled.error})
+        else:
             summary.polled += 1
-            self._apply_poll(message, receipt, now, summary)
-        summary.left_for_next_run += len(not_done)
-        for pool in pools:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if polled.changed_to:
+            summary.changed[polled.changed_to] = summary.changed.get(polled.changed_to, 0) + 1
+        summary.rescheduled += polled.rescheduled
+
+    def _poll_and_apply(
+        self, session: requests.Session, carrier: CarrierConfig, message: Message, now: datetime
+    ) -> _Polled:
+        try:
+            receipt = self._poll_one(session, carrier, message)
+        except PollError as exc:
+            rescheduled = self._reschedule(message, now, polled=True)
+            return _Polled(error=str(exc)[:200], rescheduled=rescheduled)
+        return self._apply_poll(message, receipt, now)
 
     @staticmethod
     def _poll_one(session: requests.Session, carrier: CarrierConfig, message: Message) -> Receipt:
@@ -235,13 +253,10 @@ class Poller:
             raise PollError(f"{type(exc).__name__}") from exc
         return receipt
 
-    def _apply_poll(
-        self, message: Message, receipt: Receipt, now: datetime, summary: RunSummary
-    ) -> None:
+    def _apply_poll(self, message: Message, receipt: Receipt, now: datetime) -> _Polled:
         if receipt.status == message.status:
             # Nothing new: no history entry, just the next poll, later.
-            self._reschedule(message, now, summary, polled=True)
-            return
+            return _Polled(rescheduled=self._reschedule(message, now, polled=True))
         outcome = self._tracker.report(
             message.id,
             StatusReport(
@@ -256,8 +271,16 @@ class Poller:
             set_fields={"poll_count": message.poll_count + 1},
         )
         if outcome is not None and outcome.changed:
-            summary.changed[str(outcome.message.status)] = (
-                summary.changed.get(str(outcome.message.status), 0) + 1
-            )
-        elif outcome is not None and not outcome.message.is_final:
-            self._reschedule(outcome.message, now, summary, polled=False)
+            return _Polled(changed_to=str(outcome.message.status))
+        if outcome is not None and not outcome.message.is_final:
+            return _Polled(rescheduled=self._reschedule(outcome.message, now))
+        return _Polled()
+
+
+@dataclass(frozen=True, slots=True)
+class _Polled:
+    """What one poll did, counted by the run (workers do not share the summary)."""
+
+    error: str = ""
+    changed_to: str = ""
+    rescheduled: bool = False

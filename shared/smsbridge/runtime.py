@@ -30,12 +30,19 @@ Result = TypeVar("Result")
 
 
 def aws_client(service: str) -> Any:
-    """A boto3 client with tight time-outs and standard retries (one per container)."""
+    """A boto3 client with tight time-outs and standard retries (one per container).
+
+    Its connection pool fits the most threads one invocation runs on it (intake's 16 concurrent
+    writes, the poller's and notify's pools): a smaller pool opens and drops a connection per call.
+    """
     import boto3
     from botocore.config import Config
 
     config = Config(
-        connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"max_attempts": 3, "mode": "standard"},
+        max_pool_connections=32,
     )
     return boto3.client(service, config=config)  # type: ignore[call-overload]
 

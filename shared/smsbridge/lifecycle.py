@@ -1,7 +1,8 @@
 """When an open message is next looked at by the poller (SPEC 4.2), as one pure policy.
 
-- queued: when it should have been submitted (re-queue after `REQUEUE_AFTER_SECONDS`), or its
-  latest send time (validity, OFSC `send_to`) if that comes first;
+- queued: when it should have been submitted (re-queue after `REQUEUE_AFTER_SECONDS`, doubling
+  with each re-queue, so a message still waiting in a long queue is not queued again and again),
+  or its latest send time (validity, OFSC `send_to`) if that comes first;
 - submitted/enroute/unknown: its next poll for a polled carrier (first after
   `POLL_FIRST_SECONDS`, then doubling up to `POLL_MAX_INTERVAL_SECONDS`), never later than its
   status time-out, counted from submission.
@@ -14,6 +15,10 @@ from datetime import datetime, timedelta
 from smsbridge.config import AppConfig, Settings
 from smsbridge.models import Message, parse_iso
 from smsbridge.statuses import Status
+
+#: The re-queue interval stops doubling at 2**5 times `REQUEUE_AFTER_SECONDS` (about an hour
+#: with the default 120 s).
+MAX_REQUEUE_DOUBLING = 5
 
 
 class Lifecycle:
@@ -39,14 +44,23 @@ class Lifecycle:
         carrier = self._config.carriers.get(message.carrier)
         return bool(carrier and carrier.poll)
 
+    def requeue_interval(self, requeues_done: int) -> int:
+        doubling: int = 2 ** min(requeues_done, MAX_REQUEUE_DOUBLING)
+        return self._settings.requeue_after_seconds * doubling
+
     def next_check(
-        self, message: Message, status: Status, now: datetime, polls_done: int = 0
+        self,
+        message: Message,
+        status: Status,
+        now: datetime,
+        polls_done: int = 0,
+        requeues_done: int = 0,
     ) -> int | None:
         """Epoch seconds of the next check, None for a final status."""
         if status.is_final:
             return None
         if status == Status.QUEUED:
-            due = now + timedelta(seconds=self._settings.requeue_after_seconds)
+            due = now + timedelta(seconds=self.requeue_interval(requeues_done))
             latest = message.latest_send_time()
             if latest is not None:
                 due = min(due, latest)

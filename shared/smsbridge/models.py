@@ -148,9 +148,11 @@ class Message:
     country: str = ""
     #: Optimistic-lock counter of the history (each write of it adds one).
     history_rev: int = 0
-    #: Poller bookkeeping: when the open message is next looked at, and how often it was polled.
+    #: Poller bookkeeping: when the open message is next looked at, how often it was polled,
+    #: and how often it was queued again while waiting for dispatch.
     next_check_at: int | None = None
     poll_count: int = 0
+    requeue_count: int = 0
     #: Status changes so far (an alternate continues its original's count), so the statuses
     #: of one client message are numbered in the order they happened (notify orders by it).
     status_seq: int = 0
@@ -183,7 +185,16 @@ class Message:
 
 #: Fields of a message the JSON API does not show: bookkeeping and the pending text.
 INTERNAL_FIELDS = frozenset(
-    {"expires_at", "text", "country", "history_rev", "next_check_at", "poll_count", "status_seq"}
+    {
+        "expires_at",
+        "text",
+        "country",
+        "history_rev",
+        "next_check_at",
+        "poll_count",
+        "requeue_count",
+        "status_seq",
+    }
 )
 
 

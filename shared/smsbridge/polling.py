@@ -74,25 +74,21 @@ class Poller:
         ids = self._due_ids(now)
         summary.due = len(ids)
         to_poll: dict[str, list[Message]] = defaultdict(list)
-        to_requeue: list[Message] = []
+        chores: list[Message] = []
         for message in self._repository.get_many(ids):
-            if self._monotonic() >= deadline:
-                summary.left_for_next_run += 1
-                continue
             if message.is_final:
                 continue
-            if message.status == Status.QUEUED:
-                if self._queued(message, now, summary):
-                    to_requeue.append(message)
-                continue
-            if now >= self._lifecycle.timeout_at(message, now):
-                self._terminate(message, summary)
-            elif self._lifecycle.is_polled(message) and message.gateway_id:
+            if (
+                message.status != Status.QUEUED
+                and now < self._lifecycle.timeout_at(message, now)
+                and self._lifecycle.is_polled(message)
+                and message.gateway_id
+            ):
                 to_poll[message.carrier].append(message)
-            elif self._reschedule(message, now):
-                summary.rescheduled += 1
-        if to_requeue:
-            self._requeue(to_requeue, summary)
+            else:
+                chores.append(message)
+        if chores:
+            self._do_chores(chores, now, deadline, summary)
         if to_poll:
             self._poll_all(to_poll, now, deadline, summary)
         return summary
@@ -113,10 +109,43 @@ class Poller:
             ids = [sms_id for shard_ids in found for sms_id in shard_ids]
         return ids[:limit]
 
-    # --- queued messages ------------------------------------------------------------------
+    # --- what is due without a poll: expire, re-queue, time out, look again later -----------
 
-    def _queued(self, message: Message, now: datetime, summary: RunSummary) -> bool:
-        """Expire a queued message past its send time; True when it is to be queued again."""
+    def _do_chores(
+        self, messages: list[Message], now: datetime, deadline: float, summary: RunSummary
+    ) -> None:
+        """Each message's conditional write, several at a time (a run that wrote them one after
+        the other spent its whole budget on a long backlog of queued messages)."""
+        to_requeue: list[Message] = []
+        with ThreadPoolExecutor(
+            max_workers=self._settings.poller_concurrency, thread_name_prefix="chore"
+        ) as pool:
+            futures = {pool.submit(self._chore, message, now): message for message in messages}
+            try:
+                done, not_done = wait(futures, timeout=max(0.0, deadline - self._monotonic()))
+                summary.left_for_next_run += len(not_done)
+                for future in done:
+                    outcome = future.result()
+                    if outcome == "requeue":
+                        to_requeue.append(futures[future])
+                    elif outcome:
+                        setattr(summary, outcome, getattr(summary, outcome) + 1)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if to_requeue:
+            self._requeue(to_requeue, summary)
+
+    def _chore(self, message: Message, now: datetime) -> str:
+        """What was done: a `RunSummary` counter's name, "requeue", or "" (nothing)."""
+        if message.status == Status.QUEUED:
+            return self._queued(message, now)
+        if now >= self._lifecycle.timeout_at(message, now):
+            return self._terminate(message)
+        return "rescheduled" if self._reschedule(message, now) else ""
+
+    def _queued(self, message: Message, now: datetime) -> str:
+        """Expire a queued message past its send time, else queue it again (the interval doubles
+        with each re-queue: one still waiting in a long queue is not flooded with copies)."""
         latest = message.latest_send_time()
         if latest is not None and now >= latest:
             outcome = self._tracker.report(
@@ -128,19 +157,20 @@ class Poller:
                 ),
                 known=message,
             )
-            if outcome is not None and outcome.changed:
-                summary.expired += 1
-            return False
-        next_check = self._lifecycle.next_check(message, Status.QUEUED, now)
+            return "expired" if outcome is not None and outcome.changed else ""
+        requeues = message.requeue_count + 1
+        next_check = self._lifecycle.next_check(message, Status.QUEUED, now, requeues_done=requeues)
         # Narrows the type for mypy; Lambda never runs Python with -O.
         assert next_check is not None  # nosec B101
         # Only the run that moves the next check re-queues (overlapping runs act once).
-        return self._repository.reschedule(
+        moved = self._repository.reschedule(
             message.id,
             expected=Status.QUEUED,
             next_check_at=next_check,
             expected_next_check=message.next_check_at,
+            requeue_count=requeues,
         )
+        return "requeue" if moved else ""
 
     def _requeue(self, messages: list[Message], summary: RunSummary) -> None:
         """Queue again, 10 a call; one that fails stays due and is tried at its next check."""
@@ -154,9 +184,7 @@ class Poller:
                 summary.requeued += 1
                 self._tracker.metrics.add("Requeued", carrier=message.carrier)
 
-    # --- submitted, enroute, unknown ------------------------------------------------------
-
-    def _terminate(self, message: Message, summary: RunSummary) -> None:
+    def _terminate(self, message: Message) -> str:
         timeout = int(self._lifecycle.status_timeout(message).total_seconds())
         outcome = self._tracker.report(
             message.id,
@@ -167,8 +195,9 @@ class Poller:
             ),
             known=message,
         )
-        if outcome is not None and outcome.changed:
-            summary.terminated += 1
+        return "terminated" if outcome is not None and outcome.changed else ""
+
+    # --- submitted, enroute, unknown: polled -----------------------------------------------
 
     def _reschedule(self, message: Message, now: datetime, *, polled: bool = False) -> bool:
         """Move the next check on; True when this run did (overlapping runs act once)."""

@@ -89,7 +89,7 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Message fields the mapping leaves out: poller bookkeeping, written only with the open index.
-_NOT_MAPPED = frozenset({"next_check_at", "poll_count"})
+_NOT_MAPPED = frozenset({"next_check_at", "poll_count", "requeue_count"})
 #: Stored only once set (an item without it reads as 0).
 _OMITTED_WHEN_ZERO = frozenset({"status_seq"})
 #: Read for a missing attribute where the field has no default of its own.

@@ -143,6 +143,19 @@ def test_a_lost_enqueue_is_requeued_and_delivered_once(stack: Stack) -> None:
     assert len([s for s in stack.simulator.submissions() if s["reference"] == message_id]) == 1
 
 
+def test_a_message_left_waiting_in_the_queue_is_queued_again_ever_less_often(
+    stack: Stack,
+) -> None:
+    """A long dispatch backlog must not be doubled by re-queued copies every few minutes."""
+    message_id = accept(stack, "+4915112345602", "backlog-1")
+    assert len(stack.receive()) == 1  # still in the queue (not yet dispatched), say
+    # REQUEUE_AFTER_SECONDS is 120: re-queued at 121 s, then 240 s later, then 480 s later.
+    runs = {121: 1, 300: 0, 362: 1, 800: 0, 843: 1, 1500: 0}
+    requeued = {at: run_poller(stack, at)["requeued"] for at in runs}
+    assert requeued == runs
+    assert status(stack, message_id) == "queued"
+
+
 def test_a_queued_message_past_its_send_to_expires_and_is_never_submitted(stack: Stack) -> None:
     send_to = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M:%S")
     envelope = (

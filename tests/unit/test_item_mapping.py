@@ -50,7 +50,7 @@ def full_message() -> Message:
 def test_every_field_round_trips_under_its_own_name() -> None:
     message = full_message()
     item = message_to_item(message)
-    stored = {f.name for f in fields(Message)} - {"next_check_at", "poll_count"}
+    stored = {f.name for f in fields(Message)} - {"next_check_at", "poll_count", "requeue_count"}
     assert set(item) == stored | {"item_type"}
     assert item["id"] == {"S": "sms-1"}
     assert item["status"] == {"S": "enroute"}
@@ -76,9 +76,13 @@ def test_empty_fields_are_left_out_and_read_back_as_their_defaults() -> None:
 
 def test_poller_bookkeeping_is_read_but_written_only_with_the_open_index() -> None:
     item = message_to_item(full_message())
-    item |= {"next_check_at": {"N": "1800000100"}, "poll_count": {"N": "2"}}
+    item |= {
+        "next_check_at": {"N": "1800000100"},
+        "poll_count": {"N": "2"},
+        "requeue_count": {"N": "1"},
+    }
     read = message_from_item(item)
-    assert (read.next_check_at, read.poll_count) == (1_800_000_100, 2)
+    assert (read.next_check_at, read.poll_count, read.requeue_count) == (1_800_000_100, 2, 1)
     assert "next_check_at" not in message_to_item(read)
 
 

@@ -75,9 +75,13 @@ fuzz: install ## hostile bodies, headers and paths against every route (10,000+ 
 e2e: install ## end-to-end tests through the local stack over HTTP
 	$(BIN)/pytest tests/e2e -q
 
+# Test files run side by side, one worker per core (at most four): the soak and the end-to-end
+# files spend most of their time waiting on the local stack.
+TEST_WORKERS ?= auto
+
 .PHONY: test
 test: install lint typecheck validate scan ## every check and every test, with the coverage floor
-	$(BIN)/pytest -q --cov --cov-report=term
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --cov --cov-report=term
 
 .PHONY: run
 run: install ## the whole system on loopback: moto, HTTP API, drivers, carrier simulator

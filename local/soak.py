@@ -57,12 +57,12 @@ FAST_SETTINGS = {
     "SUBMIT_LEASE_SECONDS": "10",
     "SUBMIT_BACKOFF_SECONDS": "1",
     "NOTIFY_BACKOFF_SECONDS": "1",
-    "STATUS_TIMEOUT_SECONDS": "90",
+    "STATUS_TIMEOUT_SECONDS": "60",
     "LOCAL_CONCURRENCY": "4",
 }
 #: How long the audit waits without any message becoming final before it calls the rest lost
 #: (more than the status time-out, so that a message left to the poller's time-out ends).
-SETTLE_SECONDS = 150.0
+SETTLE_SECONDS = 120.0
 #: Messages per second offered to the intake by default: the local backend (moto and every
 #: handler in one Python process) takes a few per second on a small shared machine; more only
 #: builds a backlog that outlasts the short status time-outs used here.

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-
-import requests
+from typing import TYPE_CHECKING
 
 from smsbridge import phone
 from smsbridge.carriers import get_format
@@ -26,6 +25,9 @@ from smsbridge.models import Message, StatusReport, iso
 from smsbridge.ratelimit import RateLimiter
 from smsbridge.statuses import Status
 from smsbridge.tracking import StatusTracker
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger("smsbridge.dispatch")
 

@@ -8,6 +8,7 @@ overlapping runs do not act twice.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -94,20 +95,22 @@ class Poller:
         return summary
 
     def _due_ids(self, now: datetime) -> list[str]:
-        """Due ids from every shard, at most `POLLER_BATCH_LIMIT` in all, shared fairly.
+        """Due ids from every shard, at most `POLLER_BATCH_LIMIT` in all, taken in turn from each
+        shard so that one busy shard does not crowd out the others (nor leave room unused).
 
         The shards are read at the same time: the run waits for one query, not sixteen."""
         limit = self._settings.poller_batch_limit
-        per_shard = max(1, -(-limit // OPEN_INDEX_SHARDS))
         epoch = int(now.timestamp())
-        shards = [f"{shard:02d}" for shard in range(min(OPEN_INDEX_SHARDS, limit))]
+        shards = [f"{shard:02d}" for shard in range(OPEN_INDEX_SHARDS)]
         with ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="due") as pool:
-            found = pool.map(
-                lambda shard: self._repository.due_sms_ids(shard, now_epoch=epoch, limit=per_shard),
-                shards,
+            found = list(
+                pool.map(
+                    lambda shard: self._repository.due_sms_ids(shard, now_epoch=epoch, limit=limit),
+                    shards,
+                )
             )
-            ids = [sms_id for shard_ids in found for sms_id in shard_ids]
-        return ids[:limit]
+        in_turn = (ids[n] for n in range(limit) for ids in found if n < len(ids))
+        return list(itertools.islice(in_turn, limit))
 
     # --- what is due without a poll: expire, re-queue, time out, look again later -----------
 

@@ -349,8 +349,19 @@ def _aws_environment(values: dict[str, str]) -> Iterator[None]:
         yield
 
 
-def run(root: Path) -> CallsReport:
-    """Both scenarios; BenchFailure (with the handlers' output) when one cannot be completed."""
+@dataclass(frozen=True, slots=True)
+class MotoStack:
+    """The template deployed in in-process moto, configured for the simulator."""
+
+    resources: Any
+    simulator: Any
+
+
+@contextlib.contextmanager
+def moto_stack(root: Path, env: dict[str, str], stdout: Any) -> Iterator[MotoStack]:
+    """Deploy `template.yaml` into in-process moto with the local configuration and secrets,
+    the simulator answering submissions (its receipts held back: the bench posts its own), and
+    the functions' environment exported; stdout (the handlers' logs) goes to `stdout`."""
     import boto3
     from moto import mock_aws
 
@@ -369,47 +380,54 @@ def run(root: Path) -> CallsReport:
         delay_ms=RECEIPT_DELAY_MS,
     )
     sim_url = simulator.start()
-    env = {
+    dummy = {
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "POWERTOOLS_SERVICE_NAME": "smsbridge",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
-    output = io.StringIO()
+    env = dummy | env
     try:
-        with _aws_environment(env), mock_aws(), contextlib.redirect_stdout(output):
-            dynamodb = boto3.client("dynamodb")
-            sqs = boto3.client("sqs")
+        with _aws_environment(env), mock_aws(), contextlib.redirect_stdout(stdout):
             resources = deploy(boto3.Session(), root / "template.yaml")
-            config_parameter = resources.parameters["ConfigParameterName"]
-            secrets_id = resources.parameters["SecretsId"]
             for function in resources.functions.values():  # the template's environment
                 os.environ.update({k: v for k, v in function.environment.items() if k not in env})
             boto3.client("ssm").put_parameter(
-                Name=config_parameter,
+                Name=resources.parameters["ConfigParameterName"],
                 Type="String",
                 Value=config_text.replace("${SIM_URL}", sim_url),
             )
-            boto3.client("secretsmanager").create_secret(Name=secrets_id, SecretString=secrets_text)
+            boto3.client("secretsmanager").create_secret(
+                Name=resources.parameters["SecretsId"], SecretString=secrets_text
+            )
+            yield MotoStack(resources, simulator)
+    finally:
+        simulator.stop()
+
+
+def run(root: Path) -> CallsReport:
+    """Both scenarios; BenchFailure (with the handlers' output) when one cannot be completed."""
+    import boto3
+
+    output = io.StringIO()
+    try:
+        with moto_stack(root, {"POWERTOOLS_LOG_LEVEL": "WARNING"}, output) as stack:
             harness = Harness(
                 root,
                 CallRecorder(),
-                dynamodb,
-                sqs,
-                simulator,
-                resources.queue_url("DispatchQueue"),
-                resources.queue_arn("DispatchQueue"),
+                boto3.client("dynamodb"),
+                boto3.client("sqs"),
+                stack.simulator,
+                stack.resources.queue_url("DispatchQueue"),
+                stack.resources.queue_arn("DispatchQueue"),
             )
             scenarios = [scenario_single(harness), scenario_batch(harness)]
     except BenchFailure as exc:
         raise BenchFailure(str(exc), output.getvalue()) from exc
     except Exception as exc:
         raise BenchFailure(f"{type(exc).__name__}: {exc}", output.getvalue()) from exc
-    finally:
-        simulator.stop()
     return CallsReport(scenarios)
 
 

@@ -38,7 +38,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.awscalls import CallRecorder, _aws_environment, fresh_parameter_providers
+from bench.awscalls import CallRecorder, fresh_parameter_providers, moto_stack
 from bench.tables import render
 from local.api import http_event
 from local.drivers import sqs_event
@@ -49,9 +49,6 @@ AUTH_JSON = {"authorization": "Bearer demo-token", "content-type": "application/
 OFSC_HEADERS = {"authorization": "Basic b2ZzYzpvZnNjLXNlY3JldA==", "content-type": "text/xml"}
 #: Routed to smartswitch; the simulator accepts and would deliver it.
 PHONE = "+4915112345601"
-#: Receipts are posted by the bench itself, never by the simulator (long delay, no listener).
-RECEIPT_DELAY_MS = 600_000
-NO_LISTENER_URL = "http://127.0.0.1:9"
 
 # ---- AWS list prices, eu-west-1 (Ireland), as published on 2025-06-01 (USD) -------------------
 #: Lambda (x86_64): per request and per GB-second.
@@ -599,61 +596,22 @@ class Scenario:
 def run(root: Path, memory_mb: dict[str, int] | None = None) -> PerMessageReport:
     """Every step and the flow of 100 delivered messages, in one process under moto."""
     import boto3
-    from moto import mock_aws
 
-    from local.cloudformation import deploy
-    from local.simulator import Simulator
-
-    shared = str(root / "shared")
-    if shared not in sys.path:
-        sys.path.insert(0, shared)
-    config_text = (root / "local" / "config.json").read_text(encoding="utf-8")
-    secrets_text = (root / "local" / "secrets.example.json").read_text(encoding="utf-8")
-    simulator = Simulator(
-        NO_LISTENER_URL,
-        json.loads(config_text),
-        json.loads(secrets_text),
-        delay_ms=RECEIPT_DELAY_MS,
-    )
-    sim_url = simulator.start()
-    env = {
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "POWERTOOLS_SERVICE_NAME": "smsbridge",
-        "POLLER_BATCH_LIMIT": "1000",
-        "STATUS_TIMEOUT_SECONDS": "60",
-    }
     out = _Switch()
     base = baseline_us()
-    try:
-        with _aws_environment(env), mock_aws(), contextlib.redirect_stdout(out):
-            resources = deploy(boto3.Session(), root / "template.yaml")
-            for function in resources.functions.values():
-                os.environ.update({k: v for k, v in function.environment.items() if k not in env})
-            boto3.client("ssm").put_parameter(
-                Name=resources.parameters["ConfigParameterName"],
-                Type="String",
-                Value=config_text.replace("${SIM_URL}", sim_url),
-            )
-            boto3.client("secretsmanager").create_secret(
-                Name=resources.parameters["SecretsId"], SecretString=secrets_text
-            )
-            raw = boto3.client("dynamodb")
-            sqs = boto3.client("sqs")
-            meter = Meter(raw)
-            queue_url = resources.queue_url("DispatchQueue")
-            handlers = Handlers(root, meter, out, resources.queue_arn("DispatchQueue"))
-            memory = memory_mb or {
-                Path(fn.code_uri).name: fn.memory_size for fn in resources.functions.values()
-            }
-            scenario = Scenario(handlers, sqs, queue_url, raw)
-            report = _steps(scenario, base, memory)
-    finally:
-        simulator.stop()
-    return report
+    env = {"POLLER_BATCH_LIMIT": "1000", "STATUS_TIMEOUT_SECONDS": "60"}
+    with moto_stack(root, env, out) as stack:
+        resources = stack.resources
+        raw = boto3.client("dynamodb")
+        sqs = boto3.client("sqs")
+        meter = Meter(raw)
+        queue_url = resources.queue_url("DispatchQueue")
+        handlers = Handlers(root, meter, out, resources.queue_arn("DispatchQueue"))
+        memory = memory_mb or {
+            Path(fn.code_uri).name: fn.memory_size for fn in resources.functions.values()
+        }
+        scenario = Scenario(handlers, sqs, queue_url, raw)
+        return _steps(scenario, base, memory)
 
 
 def _steps(s: Scenario, base: float, memory: dict[str, int]) -> PerMessageReport:

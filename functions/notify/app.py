@@ -8,9 +8,9 @@ the back-off and are reported failed.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
-import requests
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,7 +21,18 @@ from smsbridge.runtime import Runtime
 
 logger = Logger(service="smsbridge")
 runtime = Runtime.from_env()
-session = requests.Session()
+
+if TYPE_CHECKING:
+    import requests
+
+
+@functools.cache
+def http_session() -> requests.Session:
+    """One connection pool per container, made on the first callback: the stream stage never
+    calls anyone, and importing requests costs a cold start half the floor."""
+    import requests
+
+    return requests.Session()
 
 
 def _queue() -> NotifyQueue:
@@ -54,7 +65,7 @@ def on_queue(records: list[dict[str, Any]], context: LambdaContext) -> dict[str,
         runtime.settings,
         runtime.config(),
         runtime.repository(),
-        session,
+        http_session(),
         runtime.metrics,
         clock=runtime.clock,
     )

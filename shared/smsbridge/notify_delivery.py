@@ -28,10 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
-
-import requests
 
 import smsbridge
 from smsbridge import auth, callback_urls, ofsc
@@ -40,6 +38,9 @@ from smsbridge.models import parse_iso, utcnow
 from smsbridge.notify import KIND_OFSC, Job
 from smsbridge.repository import MessageRepository
 from smsbridge.telemetry import MetricSink
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger("smsbridge.notify")
 
@@ -312,6 +313,8 @@ class Notifier:
             raise _Failure("unresolved") from None
 
     def _post(self, unit: _Unit, body: bytes, headers: dict[str, str]) -> requests.Response:
+        import requests  # loaded by the session already; the stream stage never needs it
+
         self._check(unit)
         try:
             return self.session.post(

@@ -51,7 +51,8 @@ def aws_client(service: str) -> Any:
 class Runtime:
     settings: Settings
     dynamodb: DynamoDBClient
-    sqs: SQSClient
+    #: The SQS client, made on first use (see `sqs`).
+    sqs_client: SQSClient | None = None
     metrics: MetricSink = field(default_factory=EmfMetrics)
     clock: Callable[[], datetime] = utcnow
     config_loader: Callable[[Settings], AppConfig] = load_config
@@ -60,11 +61,15 @@ class Runtime:
 
     @classmethod
     def from_env(cls) -> Runtime:
-        return cls(
-            settings=Settings.from_env(),
-            dynamodb=aws_client("dynamodb"),
-            sqs=aws_client("sqs"),
-        )
+        return cls(settings=Settings.from_env(), dynamodb=aws_client("dynamodb"))
+
+    @property
+    def sqs(self) -> SQSClient:
+        """Made when first needed, not on a cold start: receipts and most poller runs queue
+        nothing, and a second client costs a tenth of the floor."""
+        if self.sqs_client is None:
+            self.sqs_client = aws_client("sqs")
+        return self.sqs_client
 
     def publishes_metrics(
         self, handler: Callable[[Event, Any], Result]

@@ -78,7 +78,7 @@ def test_more_than_100_values_still_reach_the_log(capsys: pytest.CaptureFixture[
 
 def test_the_handler_decorator_flushes_when_the_handler_raises() -> None:
     recording = RecordingMetrics()
-    runtime = Runtime(settings=None, dynamodb=None, sqs=None, metrics=recording)  # type: ignore[arg-type]
+    runtime = Runtime(settings=None, dynamodb=None, metrics=recording)  # type: ignore[arg-type]
 
     @runtime.publishes_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

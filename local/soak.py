@@ -43,6 +43,7 @@ import requests
 
 from local.chaos import FaultRates, Faults
 from local.stack import SECRETS_EXAMPLE_FILE, LocalStack
+from smsbridge import statuses
 
 log = logging.getLogger("local.soak")
 
@@ -69,20 +70,7 @@ SETTLE_SECONDS = 120.0
 DEFAULT_RATE = 3.0
 JSON_TOKEN = "demo-token"
 OFSC_LOGIN, OFSC_SECRET = "ofsc", "ofsc-secret"
-FINAL = frozenset(
-    {
-        "delivered",
-        "undeliverable",
-        "expired",
-        "rejected",
-        "deleted",
-        "unaccepted",
-        "failed",
-        "terminated",
-        "forwarded",
-        "cancelled",
-    }
-)
+FINAL = frozenset(status.value for status in statuses.FINAL)
 #: The simulator's outcome for a number's last two digits -> the final it decides.
 ENDINGS: list[tuple[str, float, str]] = [
     ("default", 0.66, "delivered"),

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local.api import http_event
 from local.aws import free_port
 from local.cloudformation import LocalStackResources, deploy
 from local.drivers import sqs_event
@@ -128,3 +129,22 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         finally:
             simulator.stop()
             parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+def dlr_event(
+    carrier: str,
+    *,
+    query: str = "",
+    body: str | bytes = "",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """POST /dlr/{carrier} as API Gateway hands it to dlr_webhook."""
+    return http_event(
+        "POST",
+        f"/dlr/{carrier}",
+        route="/dlr/{carrier}",
+        query=query,
+        body=body,
+        headers=headers,
+        path_parameters={"carrier": carrier},
+    )

@@ -11,7 +11,7 @@ from local.api import http_event
 from smsbridge.models import StatusReport, sms_id_for
 from smsbridge.repository import MessageRepository
 from smsbridge.statuses import Status
-from tests.handlers.conftest import Stack
+from tests.handlers.conftest import Stack, dlr_event
 from tests.support import basic, bearer
 
 SMARTSWITCH_AUTH = {"_login": "smartswitch", "_password": "smartswitch-secret"}
@@ -42,16 +42,7 @@ def dlr(
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     return stack.invoke(
-        stack.handler("dlr_webhook"),
-        http_event(
-            "POST",
-            f"/dlr/{carrier}",
-            route="/dlr/{carrier}",
-            query=query,
-            body=body,
-            headers=headers,
-            path_parameters={"carrier": carrier},
-        ),
+        stack.handler("dlr_webhook"), dlr_event(carrier, query=query, body=body, headers=headers)
     )
 
 

@@ -14,7 +14,7 @@ import pytest
 from local.api import http_event
 from smsbridge.repository import MAX_ORPHANS, MessageRepository
 from smsbridge.transitions import HISTORY_HEAD, HISTORY_TAIL
-from tests.handlers.conftest import Stack
+from tests.handlers.conftest import Stack, dlr_event
 from tests.handlers.test_dlr_webhook import SMARTSWITCH_AUTH
 from tests.support import basic, bearer
 
@@ -45,16 +45,7 @@ def dlr(
 ) -> dict[str, Any]:
     """POST /dlr/{carrier} to one dlr_webhook module per stack (a warm container)."""
     return stack.invoke(
-        dlr_module(stack),
-        http_event(
-            "POST",
-            f"/dlr/{carrier}",
-            route="/dlr/{carrier}",
-            query=query,
-            body=body,
-            headers=headers,
-            path_parameters={"carrier": carrier},
-        ),
+        dlr_module(stack), dlr_event(carrier, query=query, body=body, headers=headers)
     )
 
 

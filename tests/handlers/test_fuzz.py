@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from local.api import http_event
-from tests.handlers.conftest import Stack
+from tests.handlers.conftest import Stack, dlr_event
 from tests.support import basic
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
@@ -354,13 +354,5 @@ def test_receipts(stack: Stack, carrier: str, body: bytes, query: str, data: st.
     if carrier == "smartswitch" and data.draw(st.booleans()):
         query = "_login=smartswitch&_password=smartswitch-secret&" + query
     handler = stack.handler_once("dlr_webhook")
-    event = http_event(
-        "POST",
-        f"/dlr/{carrier}",
-        route="/dlr/{carrier}",
-        body=body,
-        headers=headers,
-        query=query,
-        path_parameters={"carrier": carrier},
-    )
+    event = dlr_event(carrier, query=query, body=body, headers=headers)
     check_receipt(carrier, stack.invoke(handler, event))

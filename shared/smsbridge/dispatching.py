@@ -146,20 +146,29 @@ class Dispatcher:
         )
 
     def _submitted(self, message: Message, carrier: CarrierConfig, result: SubmitResult) -> None:
+        """Link the carrier id, then record the answer and the receipts that came before it
+        (or under an id the carrier forwarded to) in one write.
+
+        Link first: if the write fails, the message is still queued and its record is tried
+        again (the carrier answers the repeated reference with the same id), and the repeated
+        link hands the waiting receipts over again. Linked the other way round, a write lost
+        after the link would leave them unapplied behind a message that no longer retries.
+        """
         now = self._tracker.clock()
-        self._tracker.metrics.add("Submitted", carrier=carrier.name, type=message.type)
-        self._tracker.report(
+        _, waiting = self._tracker.link(
+            carrier.name, result.gateway_id, message.id, expires_at=message.expires_at
+        )
+        answer = StatusReport(
+            result.status, source="dispatch", gateway_status=result.gateway_status
+        )
+        self._tracker.report_many(
             message.id,
-            StatusReport(result.status, source="dispatch", gateway_status=result.gateway_status),
+            [answer, *waiting],
             known=message,
             set_fields={"gateway_id": result.gateway_id, "submitted_at": iso(now)},
             remove_fields=("claimed_until",),
         )
-        _, waiting = self._tracker.link(
-            carrier.name, result.gateway_id, message.id, expires_at=message.expires_at
-        )
-        # Receipts that came before the answer (or under an id the carrier forwarded to).
-        self._tracker.report_many(message.id, waiting)
+        self._tracker.metrics.add("Submitted", carrier=carrier.name, type=message.type)
 
     def _transient(self, message: Message, exc: TransientSubmitError) -> DispatchResult:
         carrier = message.carrier

@@ -482,31 +482,33 @@ class MessageRepository:
     def link_gateway_id(
         self, carrier: str, gateway_id: str, sms_id: str, *, expires_at: int
     ) -> LinkOutcome:
-        """Point (carrier, gateway_id) at a message and take the receipts that arrived first.
+        """Point (carrier, gateway_id) at a message and hand over the receipts that arrived
+        first.
 
         Conditional: a carrier id already linked to another message is never re-pointed (a
         receipt naming another message's id, by mistake or on purpose, must not move that
-        message); the outcome then says which message holds the link.
+        message); the outcome then says which message holds the link. The receipts stay on the
+        item (no more are added once it is linked) until its TTL: a link repeated because its
+        answer was lost, or because the write that applies them failed, hands them over again,
+        and applying a receipt twice changes nothing.
         """
         try:
             answer = self._client.update_item(
                 TableName=self._table,
                 Key={"id": {"S": gateway_key(carrier, gateway_id)}},
-                UpdateExpression=(
-                    "SET item_type = :gateway, message_ref = :ref, expires_at = :ttl REMOVE orphans"
-                ),
+                UpdateExpression="SET item_type = :gateway, message_ref = :ref, expires_at = :ttl",
                 ConditionExpression="attribute_not_exists(message_ref) OR message_ref = :ref",
                 ExpressionAttributeValues={
                     ":gateway": {"S": "gateway"},
                     ":ref": {"S": sms_id},
                     ":ttl": {"N": str(expires_at)},
                 },
-                ReturnValues="ALL_OLD",
+                ReturnValues="ALL_NEW",
             )
         except self._conditional_failed:
             return LinkOutcome(linked=False, holder=self.sms_id_for_gateway_id(carrier, gateway_id))
-        old = _from_item(answer.get("Attributes", {}))
-        orphans = [StatusReport.from_dict(dict(raw)) for raw in old.get("orphans", [])]
+        linked = _from_item(answer.get("Attributes", {}))
+        orphans = [StatusReport.from_dict(dict(raw)) for raw in linked.get("orphans", [])]
         return LinkOutcome(linked=True, holder=sms_id, orphans=orphans)
 
     def sms_id_for_gateway_id(self, carrier: str, gateway_id: str) -> str | None:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
+
+from botocore.exceptions import ReadTimeoutError
 
 from local.api import http_event
 from local.drivers import sqs_event
+from smsbridge.models import StatusReport
+from smsbridge.repository import MessageRepository
+from smsbridge.statuses import Status
 from tests.handlers.conftest import Stack
 from tests.support import bearer
 
@@ -111,3 +117,44 @@ def test_a_record_that_is_not_a_dispatch_record_is_dropped(stack: Stack) -> None
     record = {"MessageId": "m-1", "ReceiptHandle": "h", "Body": "not json"}
     event = sqs_event([record], stack.resources.queue_arn("DispatchQueue"))
     assert stack.invoke(stack.handler("dispatch"), event) == {"batchItemFailures": []}
+
+
+def test_receipts_that_came_before_the_answer_survive_a_link_whose_answer_was_lost(
+    stack: Stack, monkeypatch: Any
+) -> None:
+    """A receipt kept for a carrier id before dispatch links it, then the link goes through but
+    its answer never comes back (a time-out): the record's next try still applies the receipt."""
+    monkeypatch.setenv("SUBMIT_LEASE_SECONDS", "1")
+    message_id = accept(stack, "+4915112345601", "d-7")
+    (record,) = stack.receive()
+    event = sqs_event([record], stack.resources.queue_arn("DispatchQueue"))
+    dispatch = stack.handler("dispatch")
+    repository = MessageRepository(stack.dynamodb, stack.table)
+    answers_lost: list[str] = []
+
+    def receipt_first(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        key: str = json.loads(params["body"])["Key"]["id"]["S"]
+        if key.startswith("gw#smartswitch#") and not answers_lost:
+            context["link"] = key
+            delivered = StatusReport(Status.DELIVERED, source="receipt:smartswitch")
+            repository.store_orphan(
+                "smartswitch", key.rpartition("#")[2], delivered, expires_at=2**31
+            )
+
+    def answer_lost(context: dict[str, Any], **_: Any) -> None:
+        if "link" in context:
+            answers_lost.append(context["link"])
+            raise ReadTimeoutError(endpoint_url="http://dynamodb.local")
+
+    events = dispatch.runtime.dynamodb.meta.events
+    events.register("before-call.dynamodb.UpdateItem", receipt_first)
+    events.register("after-call.dynamodb.UpdateItem", answer_lost)
+
+    assert len(stack.invoke(dispatch, event)["batchItemFailures"]) == 1
+    time.sleep(2.1)  # the submission lease runs out; SQS delivers the record again
+    assert stack.invoke(dispatch, event) == {"batchItemFailures": []}
+
+    final = stack.item(message_id)
+    assert final is not None
+    assert answers_lost and final["status"] == "delivered", final
+    assert [s["taken"] for s in submissions(stack, message_id)] == [True, False]

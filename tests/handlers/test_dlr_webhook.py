@@ -95,6 +95,11 @@ def test_a_receipt_before_the_submission_is_kept_and_applied_at_link(stack: Stac
     )
     assert link.linked and link.holder == record["id"]
     assert [o.status for o in link.orphans] == [Status.DELIVERED]
+    # A link repeated (its answer lost, or the write applying them failed) hands them over again.
+    again = repository.link_gateway_id(
+        "smartswitch", "987654321", record["id"], expires_at=int(time.time()) + 60
+    )
+    assert [o.status for o in again.orphans] == [Status.DELIVERED]
     # Both orders end the same: a receipt after the link applies directly.
     assert (
         repository.store_orphan(

@@ -139,6 +139,48 @@ def _index_queries_read_the_index() -> None:
     Table.all_items = all_items  # type: ignore[method-assign]
 
 
+def _sqs_sends_and_receives_skip_queue_counts() -> None:
+    """moto works out a queue's approximate message counts (a pass over every message) for
+    each message it sends and each message a receive looks at, where it only wants one other
+    attribute: with a backlog of thousands, every call costs as much as the backlog. Sends and
+    receives skip the counts (they never answer them); GetQueueAttributes still counts."""
+    from moto.sqs.models import Queue, SQSBackend
+
+    if getattr(SQSBackend.send_message, "skips_queue_counts", False):
+        return
+    skipping = threading.local()
+
+    def counted(name: str) -> property:
+        count = getattr(Queue, name).fget
+
+        def get(self: Any) -> int:
+            return 0 if getattr(skipping, "depth", 0) else int(count(self))
+
+        return property(get)
+
+    for name in (
+        "approximate_number_of_messages",
+        "approximate_number_of_messages_delayed",
+        "approximate_number_of_messages_not_visible",
+    ):
+        setattr(Queue, name, counted(name))
+
+    def skip_counts(call: Any) -> Any:
+        @functools.wraps(call)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            skipping.depth = getattr(skipping, "depth", 0) + 1
+            try:
+                return call(*args, **kwargs)
+            finally:
+                skipping.depth -= 1
+
+        wrapper.skips_queue_counts = True  # type: ignore[attr-defined]
+        return wrapper
+
+    SQSBackend.send_message = skip_counts(SQSBackend.send_message)  # type: ignore[method-assign]
+    SQSBackend.receive_message = skip_counts(SQSBackend.receive_message)  # type: ignore[method-assign]
+
+
 class MotoServer:
     """moto's threaded server (DynamoDB, Streams, SQS, SSM, Secrets Manager ...) in this process."""
 
@@ -166,6 +208,7 @@ class MotoServer:
         wsgi = self._server._server  # werkzeug's server: its app is swapped before any request
         _remember_backends(wsgi.app)
         _index_queries_read_the_index()
+        _sqs_sends_and_receives_skip_queue_counts()
         wsgi.app = _OneDynamoDbWriteAtATime(wsgi.app, self._faults)
         host, port = self._server.get_host_and_port()
         self._endpoint = f"http://{host}:{port}"

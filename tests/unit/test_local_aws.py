@@ -1,5 +1,5 @@
-"""The local moto server: a query of a sparse index answers as DynamoDB does, reading only the
-items the index holds."""
+"""The local moto server's shortcuts answer as AWS does: a query of a sparse index reads only the
+items the index holds; SQS sends and receives skip the queue counts, which stay right."""
 
 from __future__ import annotations
 
@@ -86,3 +86,24 @@ def test_a_query_of_the_table_itself_is_unchanged(dynamodb: Any) -> None:
         ExpressionAttributeValues={":id": {"S": "m001"}},
     )
     assert [item["id"]["S"] for item in page["Items"]] == ["m001"]
+
+
+def test_queue_counts_stay_right_while_sends_and_receives_skip_them() -> None:
+    server = aws.MotoServer()
+    sqs = aws.clients(server.start(), "eu-west-1").sqs
+    try:
+        url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+        for n in range(5):
+            sqs.send_message(QueueUrl=url, MessageBody=f"job {n}")
+        taken = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]
+        assert [m["Body"] for m in taken] == ["job 0", "job 1"]
+        counts = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        assert counts == {
+            "ApproximateNumberOfMessages": "3",
+            "ApproximateNumberOfMessagesNotVisible": "2",
+        }
+    finally:
+        server.stop()

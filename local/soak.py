@@ -31,10 +31,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -68,6 +69,9 @@ SETTLE_SECONDS = 120.0
 #: handler in one Python process) takes a few per second on a small shared machine; more only
 #: builds a backlog that outlasts the short status time-outs used here.
 DEFAULT_RATE = 3.0
+#: The intake waits while more messages than this are open (accepted, not final): a run of any
+#: N then keeps to what the local backend takes instead of building a backlog it never drains.
+DEFAULT_MAX_OPEN = 300
 JSON_TOKEN = "demo-token"
 OFSC_LOGIN, OFSC_SECRET = "ofsc", "ofsc-secret"
 FINAL = frozenset(status.value for status in statuses.FINAL)
@@ -241,10 +245,26 @@ class Sender:
     """Posts the planned requests, retrying a whole request on 5xx or a dropped connection (the
     intake is idempotent by message_id), and records which messages were accepted."""
 
-    def __init__(self, api: str, sim: str, attempts: int = 6, rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        api: str,
+        sim: str,
+        attempts: int = 6,
+        rate: float = 0.0,
+        *,
+        open_messages: Callable[[], int] | None = None,
+        max_open: int = 0,
+    ) -> None:
         self.api = api
         self.rate = rate
         self._next_slot = 0.0
+        #: Holds the intake while more than `max_open` messages are open (0: never).
+        self._open_messages = open_messages
+        self.max_open = max_open
+        self._open_seen = (0.0, 0)
+        self.recheck_seconds = 1.0
+        #: Seconds the intake was held back by `max_open`, summed over the senders.
+        self.held_seconds = 0.0
         self.sim = sim
         self.attempts = attempts
         self.accepted: set[tuple[str, str]] = set()
@@ -265,6 +285,25 @@ class Sender:
         if start > now:
             time.sleep(start - now)
 
+    def _hold_while_backlogged(self) -> None:
+        """Wait while more than `max_open` messages are open: offered faster than the local
+        backend takes them, a backlog grows without end and every queue and index read with it.
+        The open count is read at most once per `recheck_seconds` for all senders."""
+        if self._open_messages is None or self.max_open <= 0:
+            return
+        began = time.monotonic()
+        while True:
+            with self._lock:
+                read_at, count = self._open_seen
+                if time.monotonic() - read_at >= self.recheck_seconds:
+                    count = self._open_messages()
+                    self._open_seen = (time.monotonic(), count)
+            if count <= self.max_open:
+                break
+            time.sleep(self.recheck_seconds)
+        with self._lock:
+            self.held_seconds += time.monotonic() - began
+
     def _http(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
@@ -273,6 +312,7 @@ class Sender:
 
     def send(self, request: Request) -> None:
         self._pace(len(request.messages))
+        self._hold_while_backlogged()
         for attempt in range(self.attempts):
             try:
                 answer = self._post(request)
@@ -484,6 +524,8 @@ class Audit:
     submissions: int = 0
     wall_seconds: float = 0.0
     intake_seconds: float = 0.0
+    #: Of the intake time, how long the senders waited on the open-message bound (mean).
+    held_seconds: float = 0.0
     #: From the first request sent until every message was final (or the wait gave up).
     flow_seconds: float = 0.0
     #: DynamoDB calls per second the local backend answered (when measured).
@@ -724,6 +766,7 @@ def run(
     rates: FaultRates | None = None,
     workers: int = 4,
     rate: float = DEFAULT_RATE,
+    max_open: int = DEFAULT_MAX_OPEN,
     settle_seconds: float | None = None,
     env: dict[str, str] | None = None,
     progress: bool = False,
@@ -748,7 +791,13 @@ def run(
             planned_requests = plan(count, seed, callbacks=callbacks, rates=rates)
             planned = [m for r in planned_requests for m in r.messages]
             faults.counts["callback_failing"] = sum(1 for m in planned if m.callback_failures)
-            sender = Sender(stack.api_url, stack.sim_url, rate=rate)
+            sender = Sender(
+                stack.api_url,
+                stack.sim_url,
+                rate=rate,
+                open_messages=partial(_open_messages, stack),
+                max_open=max_open,
+            )
             backend = backend_calls_per_second(stack) if measure_backend else 0.0
             faults.enabled = True
             sending = time.monotonic()
@@ -768,6 +817,7 @@ def run(
             result = audit(stack, planned, sender, items, max_attempts, callbacks)
             result.wall_seconds = wall
             result.intake_seconds = intake_seconds
+            result.held_seconds = sender.held_seconds / max(1, workers)
             result.flow_seconds = flow_seconds
             result.backend_calls_per_second = backend
             result.faults = Counter(faults.counts)
@@ -821,6 +871,7 @@ def format_report(result: Audit, rates: FaultRates) -> list[str]:
         ["log lines checked", str(result.log_lines)],
         ["log-hygiene findings", str(len(result.hygiene))],
         ["intake time", f"{result.intake_seconds:.1f} s"],
+        ["  of which held by the open bound", f"{result.held_seconds:.1f} s"],
         ["wall time", f"{result.wall_seconds:.1f} s"],
         ["messages per second", f"{result.accepted / max(result.wall_seconds, 1e-9):.1f}"],
     ]
@@ -883,6 +934,12 @@ def main(argv: list[str] | None = None) -> int:
         help="messages per second offered to the intake (0: as fast as it answers)",
     )
     parser.add_argument(
+        "--max-open",
+        type=int,
+        default=DEFAULT_MAX_OPEN,
+        help="hold the intake while more messages than this are open (0: never)",
+    )
+    parser.add_argument(
         "--settle-seconds",
         type=float,
         default=None,
@@ -898,6 +955,7 @@ def main(argv: list[str] | None = None) -> int:
             rates=rates,
             workers=args.workers,
             rate=args.rate,
+            max_open=args.max_open,
             settle_seconds=args.settle_seconds,
             progress=True,
             log_file=args.log_file,

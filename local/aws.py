@@ -97,21 +97,72 @@ def _remember_backends(dispatcher: Any) -> None:
     )
 
 
-def _index_queries_read_the_index() -> None:
-    """moto answers a query on an index by sorting every item of the table, then filtering:
-    the poller's 16 queries of the sparse open-message index then cost more with every message
-    ever stored (seconds per run after 10,000). Let such a query sort only the items the index
-    holds (those with all its key attributes), as DynamoDB reads only the index. Tables with a
-    sort key keep moto's own path."""
+def _index_reads_read_the_index() -> None:
+    """moto answers a query or a scan of an index by going through every item of the table (a
+    query also sorts them all): the poller's 16 queries of the sparse open-message index, and
+    the soak's count of open messages, then cost more with every message ever stored. Keep, for
+    each index of a table without a sort key, the items it holds, refreshed after every write to
+    an item, and let index queries and scans read only those, as DynamoDB reads only the index.
+    Tables with a sort key, and indexes added after the table was made, keep moto's own path."""
     import inspect
 
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
 
-    original_query, original_all_items = Table.query, Table.all_items
-    if getattr(original_query, "reads_the_index", False):
+    original_init = Table.__init__
+    if getattr(original_init, "keeps_index_members", False):
         return
-    signature = inspect.signature(original_query)
+    original_query, original_all_items = Table.query, Table.all_items
+    original_has_idx_items = Table.has_idx_items
+    original_put, original_delete = Table.put_item, Table.delete_item
+    original_update = DynamoDBBackend.update_item
+    query_signature = inspect.signature(original_query)
     reading = threading.local()
+
+    def members(table: Any, index_name: Any) -> dict[Any, Any] | None:
+        kept: dict[str, dict[Any, Any]] | None = table.__dict__.get("_index_members")
+        return None if kept is None else kept.get(index_name)
+
+    def refresh(table: Any, hash_value: Any) -> None:
+        kept = table.__dict__.get("_index_members")
+        if kept is None:
+            return
+        item = table.items.get(hash_value)
+        for name, keys in table._index_keys.items():
+            if item is not None and all(map(item.attrs.get, keys)):
+                kept[name][hash_value] = item
+            else:
+                kept[name].pop(hash_value, None)
+
+    @functools.wraps(original_init)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        if type(self) is Table and not self.range_key_attr:  # a restored table copies items
+            indexes = self.all_indexes()
+            vars(self).update(
+                _index_keys={i.name: [k["AttributeName"] for k in i.schema] for i in indexes},
+                _index_members={i.name: {} for i in indexes},
+            )
+
+    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        item = original_put(self, *args, **kwargs)
+        refresh(self, item.hash_key)
+        return item
+
+    def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
+        try:
+            return original_delete(self, hash_key, range_key)
+        finally:
+            refresh(self, hash_key)
+
+    def update_item(self: Any, table_name: str, key: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original_update(self, table_name, key, *args, **kwargs)
+        finally:
+            table = self.get_table(table_name)
+            if "_index_members" in table.__dict__ and table.hash_key_attr in key:
+                refresh(table, DynamoType(key[table.hash_key_attr]))
 
     def all_items(self: Any) -> Any:
         held = getattr(reading, "held", None)
@@ -121,22 +172,28 @@ def _index_queries_read_the_index() -> None:
 
     @functools.wraps(original_query)
     def query(self: Any, *args: Any, **kwargs: Any) -> Any:
-        index_name = signature.bind(self, *args, **kwargs).arguments.get("index_name")
-        index = next((i for i in self.all_indexes() if i.name == index_name), None)
-        if index is None or self.range_key_attr:
+        index_name = query_signature.bind(self, *args, **kwargs).arguments.get("index_name")
+        held = members(self, index_name)
+        if held is None:
             return original_query(self, *args, **kwargs)
-        names = [key["AttributeName"] for key in index.schema]
-        held = [item for item in list(self.items.values()) if all(map(item.attrs.get, names))]
-        held.sort(key=lambda item: item.hash_key)
-        reading.held = (self, held)
+        reading.held = (self, sorted(held.values(), key=lambda item: item.hash_key))
         try:
             return original_query(self, *args, **kwargs)
         finally:
             reading.held = None
 
-    query.reads_the_index = True  # type: ignore[attr-defined]
-    Table.query = query  # type: ignore[method-assign]
+    def has_idx_items(self: Any, index_name: str) -> Any:
+        held = members(self, index_name)
+        return original_has_idx_items(self, index_name) if held is None else list(held.values())
+
+    init.keeps_index_members = True  # type: ignore[attr-defined]
+    Table.__init__ = init  # type: ignore[method-assign]
+    Table.put_item = put_item  # type: ignore[method-assign]
+    Table.delete_item = delete_item  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]
+    Table.query = query  # type: ignore[method-assign]
+    Table.has_idx_items = has_idx_items  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
 
 
 def _sqs_sends_and_receives_skip_queue_counts() -> None:
@@ -207,7 +264,7 @@ class MotoServer:
         self._server.start()
         wsgi = self._server._server  # werkzeug's server: its app is swapped before any request
         _remember_backends(wsgi.app)
-        _index_queries_read_the_index()
+        _index_reads_read_the_index()
         _sqs_sends_and_receives_skip_queue_counts()
         wsgi.app = _OneDynamoDbWriteAtATime(wsgi.app, self._faults)
         host, port = self._server.get_host_and_port()

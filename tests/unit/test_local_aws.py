@@ -1,5 +1,6 @@
-"""The local moto server's shortcuts answer as AWS does: a query of a sparse index reads only the
-items the index holds; SQS sends and receives skip the queue counts, which stay right."""
+"""The local moto server's shortcuts answer as AWS does: queries and scans of a sparse index read
+only the items the index holds, kept up to date by every write; SQS sends and receives skip the
+queue counts, which stay right."""
 
 from __future__ import annotations
 
@@ -25,16 +26,16 @@ def dynamodb() -> Iterator[Any]:
             BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[
                 {"AttributeName": "id", "AttributeType": "S"},
-                {"AttributeName": "shard", "AttributeType": "S"},
-                {"AttributeName": "due", "AttributeType": "N"},
+                {"AttributeName": "open_shard", "AttributeType": "S"},
+                {"AttributeName": "next_check_at", "AttributeType": "N"},
             ],
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             GlobalSecondaryIndexes=[
                 {
                     "IndexName": INDEX,
                     "KeySchema": [
-                        {"AttributeName": "shard", "KeyType": "HASH"},
-                        {"AttributeName": "due", "KeyType": "RANGE"},
+                        {"AttributeName": "open_shard", "KeyType": "HASH"},
+                        {"AttributeName": "next_check_at", "KeyType": "RANGE"},
                     ],
                     "Projection": {"ProjectionType": "KEYS_ONLY"},
                 }
@@ -43,10 +44,10 @@ def dynamodb() -> Iterator[Any]:
         for n in range(300):
             item: dict[str, Any] = {"id": {"S": f"m{n:03d}"}}
             if n % 10 == 0:  # open: in the index
-                item["shard"] = {"S": f"{n % 20:02d}"}
-                item["due"] = {"N": str(1000 - n)}
+                item["open_shard"] = {"S": f"{n % 20:02d}"}
+                item["next_check_at"] = {"N": str(1000 - n)}
             elif n % 10 == 1:  # half the index keys: not in the index
-                item["shard"] = {"S": "00"}
+                item["open_shard"] = {"S": "00"}
             client.put_item(TableName=TABLE, Item=item)
         yield client
     finally:
@@ -58,7 +59,7 @@ def _query(client: Any, shard: str, **extra: Any) -> list[str]:
     request: dict[str, Any] = {
         "TableName": TABLE,
         "IndexName": INDEX,
-        "KeyConditionExpression": "shard = :s AND due <= :now",
+        "KeyConditionExpression": "open_shard = :s AND next_check_at <= :now",
         "ExpressionAttributeValues": {":s": {"S": shard}, ":now": {"N": "990"}},
         **extra,
     }
@@ -71,12 +72,50 @@ def _query(client: Any, shard: str, **extra: Any) -> list[str]:
 
 
 def test_a_sparse_index_query_holds_only_indexed_items_in_range_order(dynamodb: Any) -> None:
-    # Shard "00": items 0, 20, 40 ... 280 with due 1000 - n; due <= 990 leaves out item 0.
+    # Shard "00": items 0, 20, 40 ... 280, due at 1000 - n; due by 990 leaves out item 0.
     expected = [f"m{n:03d}" for n in range(280, 0, -20)]
     assert _query(dynamodb, "00") == expected
     assert _query(dynamodb, "00", Limit=4) == expected
     assert _query(dynamodb, "00", ScanIndexForward=False) == expected[::-1]
     assert _query(dynamodb, "05") == []
+
+
+def _count(client: Any) -> int:
+    page = client.scan(TableName=TABLE, IndexName=INDEX, Select="COUNT")
+    return int(page["Count"])
+
+
+def test_writes_move_items_into_and_out_of_the_index(dynamodb: Any) -> None:
+    assert _count(dynamodb) == 30
+    key = {"id": {"S": "w-1"}}
+    # An update that creates the item with both index keys puts it in the index ...
+    dynamodb.update_item(
+        TableName=TABLE,
+        Key=key,
+        UpdateExpression="SET open_shard = :s, next_check_at = :d",
+        ExpressionAttributeValues={":s": {"S": "19"}, ":d": {"N": "5"}},
+    )
+    assert _query(dynamodb, "19") == ["w-1"]
+    assert _count(dynamodb) == 31
+    # ... one that fails its condition changes nothing ...
+    with pytest.raises(dynamodb.exceptions.ConditionalCheckFailedException):
+        dynamodb.update_item(
+            TableName=TABLE,
+            Key=key,
+            UpdateExpression="REMOVE next_check_at",
+            ConditionExpression="attribute_not_exists(id)",
+        )
+    assert _query(dynamodb, "19") == ["w-1"]
+    # ... removing a key takes it out, a put of the whole item puts it back, a delete removes it.
+    dynamodb.update_item(TableName=TABLE, Key=key, UpdateExpression="REMOVE next_check_at")
+    assert _query(dynamodb, "19") == []
+    dynamodb.put_item(
+        TableName=TABLE, Item={**key, "open_shard": {"S": "19"}, "next_check_at": {"N": "7"}}
+    )
+    assert _query(dynamodb, "19") == ["w-1"]
+    dynamodb.delete_item(TableName=TABLE, Key=key)
+    assert _query(dynamodb, "19") == []
+    assert _count(dynamodb) == 30
 
 
 def test_a_query_of_the_table_itself_is_unchanged(dynamodb: Any) -> None:

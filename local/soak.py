@@ -70,8 +70,10 @@ SETTLE_SECONDS = 120.0
 #: builds a backlog that outlasts the short status time-outs used here.
 DEFAULT_RATE = 3.0
 #: The intake waits while more messages than this are open (accepted, not final): a run of any
-#: N then keeps to what the local backend takes instead of building a backlog it never drains.
-DEFAULT_MAX_OPEN = 300
+#: N then keeps to what the local backend takes instead of building a backlog it never drains
+#: (a few messages a second stay open for seconds each; a backlog of hundreds only slows every
+#: local queue read and the open count itself).
+DEFAULT_MAX_OPEN = 100
 JSON_TOKEN = "demo-token"
 OFSC_LOGIN, OFSC_SECRET = "ofsc", "ofsc-secret"
 FINAL = frozenset(status.value for status in statuses.FINAL)
@@ -262,7 +264,7 @@ class Sender:
         self._open_messages = open_messages
         self.max_open = max_open
         self._open_seen = (0.0, 0)
-        self.recheck_seconds = 1.0
+        self.recheck_seconds = 5.0
         #: Seconds the intake was held back by `max_open`, summed over the senders.
         self.held_seconds = 0.0
         self.sim = sim

@@ -31,8 +31,15 @@ class Lifecycle:
         return timedelta(seconds=seconds)
 
     def timeout_at(self, message: Message, now: datetime) -> datetime:
-        submitted = parse_iso(message.submitted_at) if message.submitted_at else now
-        return submitted + self.status_timeout(message)
+        """Its status time-out, counted from submission. A message that a receipt moved on
+        before dispatch recorded the carrier's answer (that write failed after the link, and
+        the record's retry finds it no longer queued) counts from that status change: counted
+        from `now` it would be put off at every check and never end."""
+        started = message.submitted_at
+        if not started and message.status != Status.QUEUED:
+            started = message.status_changed_at
+        base = parse_iso(started) if started else now
+        return base + self.status_timeout(message)
 
     def poll_interval(self, polls_done: int) -> int:
         first = max(1, self._settings.poll_first_seconds)

@@ -241,3 +241,14 @@ def test_a_forwarded_failure_is_the_change() -> None:
     assert change.fields["forwarded_to"] == sms_id_for("demo", "c-1", route_hop=1)
     assert change.history[-1].status == "forwarded"
     assert change.removes == CLOSED_FIELDS
+
+
+def test_a_message_moved_on_before_its_submission_was_recorded_still_times_out(
+    lifecycle: Lifecycle,
+) -> None:
+    # A receipt applied after the link, then the dispatch write that records the answer failed:
+    # no `submitted_at`. Its time-out counts from the receipt's status change, not from now.
+    moved = message(S.ENROUTE, submitted_at="", status_changed_at="2026-11-22T11:00:00.000Z")
+    later = datetime(2026, 11, 22, 11, 0, tzinfo=UTC) + lifecycle.status_timeout(moved) * 2
+    assert lifecycle.timeout_at(moved, later) < later
+    assert lifecycle.timeout_at(message(S.QUEUED, submitted_at=""), later) > later

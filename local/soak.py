@@ -66,8 +66,8 @@ FAST_SETTINGS = {
 #: (more than the status time-out, so that a message left to the poller's time-out ends).
 SETTLE_SECONDS = 120.0
 #: Messages per second offered to the intake by default: the local backend (moto and every
-#: handler in one Python process) takes a few per second on a small shared machine; more only
-#: builds a backlog that outlasts the short status time-outs used here.
+#: handler in one Python process) takes two to three per second on a small shared machine; more
+#: only waits behind the `max_open` bound.
 DEFAULT_RATE = 3.0
 #: The intake waits while more messages than this are open (accepted, not final): a run of any
 #: N then keeps to what the local backend takes instead of building a backlog it never drains

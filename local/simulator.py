@@ -1062,8 +1062,12 @@ class Simulator:
         if not plan.states:
             return
         if now:
-            for state in plan.states:
-                self._post_receipt(plan, state)
+            for index, state in enumerate(plan.states):
+                if not self._post_receipt(plan, state):
+                    # Not answered: posted again like any receipt, and the rest after it.
+                    retry = partial(self._post_chain, plan, index, 1)
+                    self._scheduler.call_later(1.0, retry)
+                    return
             return
         self._scheduler.call_later(self._delay, partial(self._post_chain, plan, 0))
 

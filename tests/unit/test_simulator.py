@@ -37,6 +37,8 @@ class FakeApi:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        #: How many of the next requests are answered 503 (recorded all the same).
+        self.failing = 0
         self.server = LoopbackServer(self._app)
         self.url = self.server.url
         self.server.start()
@@ -54,6 +56,9 @@ class FakeApi:
                     "body": body,
                 }
             )
+            failing, self.failing = self.failing > 0, max(0, self.failing - 1)
+        if failing:
+            return Response(b"unavailable", 503)(environ, start_response)
         return Response(b"OK")(environ, start_response)
 
     def requests_where(self, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -580,6 +585,26 @@ def test_19_posts_delivered_before_answering(sim: Simulator, api: FakeApi) -> No
     ]
     time.sleep(DELAY_MS * 3 / 1000)
     assert smartswitch_states(api, gateway_id) == ["delivered"]
+
+
+def test_a_receipt_answered_5xx_is_posted_again(sim: Simulator, api: FakeApi) -> None:
+    api.failing = 2
+    response = smartswitch_send(sim, "+380671234501", reference(), timeout=5)
+    gateway_id = response.json()["message_id"]
+    # enroute answered 503 twice, posted again 1 s and 2 s later, then delivered after it.
+    wait_until(lambda: "delivered" in smartswitch_states(api, gateway_id), timeout=10)
+    assert smartswitch_states(api, gateway_id) == ["enroute"] * 3 + ["delivered"]
+
+
+def test_a_receipt_posted_before_answering_is_posted_again_when_refused(
+    sim: Simulator, api: FakeApi
+) -> None:
+    api.failing = 1
+    response = smartswitch_send(sim, "+380671234519", reference(), timeout=5)
+    gateway_id = response.json()["message_id"]
+    assert smartswitch_states(api, gateway_id) == ["delivered"]
+    wait_until(lambda: len(smartswitch_states(api, gateway_id)) == 2, timeout=5)
+    assert smartswitch_states(api, gateway_id) == ["delivered", "delivered"]
 
 
 def test_ip2sms_state_moves_with_time(api: FakeApi) -> None:

@@ -779,6 +779,8 @@ class Simulator:
         self._ids = _NUMERIC_IDS
         self._submissions: list[dict[str, Any]] = []
         self._callbacks: list[dict[str, Any]] = []
+        #: Every receipt post and how it was answered (the soak's story of a wrong final).
+        self._receipts: list[dict[str, str]] = []
         #: (path, query) -> calls the back office received there (for `?fail=N`)
         self._back_office_calls: dict[tuple[str, str], int] = {}
         #: (carrier, reference) -> tries seen / carrier id of the taken message / held receipts
@@ -839,6 +841,12 @@ class Simulator:
         with self._lock:
             return copy.deepcopy(self._submissions)
 
+    def receipts(self) -> list[dict[str, str]]:
+        """Every receipt posted: carrier, gateway_id, reference, state, at, and the answer
+        (an HTTP status, or the name of the error when none came)."""
+        with self._lock:
+            return copy.deepcopy(self._receipts)
+
     def callbacks(self) -> list[dict[str, Any]]:
         """Every OFSC set_message_status call and JSON callback received, with headers."""
         with self._lock:
@@ -852,6 +860,7 @@ class Simulator:
         """
         with self._lock:
             self._submissions.clear()
+            self._receipts.clear()
             self._callbacks.clear()
             self._back_office_calls.clear()
             self._tries.clear()
@@ -909,8 +918,8 @@ class Simulator:
         body: bytes,
     ) -> _Routed:
         name = parts[0] if parts else ""
-        expected = "GET" if name in ("submissions", "callbacks") else "POST"
-        if name not in ("submissions", "callbacks", "reset", "ofsc", "callback") or (
+        expected = "GET" if name in ("submissions", "receipts", "callbacks") else "POST"
+        if name not in ("submissions", "receipts", "callbacks", "reset", "ofsc", "callback") or (
             name != "callback" and len(parts) != 1
         ):
             return _Routed(_text_reply(404, "not found"))
@@ -919,6 +928,8 @@ class Simulator:
         match name:
             case "submissions":
                 return _Routed(_json_reply(200, _filtered(self.submissions(), query)))
+            case "receipts":
+                return _Routed(_json_reply(200, _filtered(self.receipts(), query)))
             case "callbacks":
                 return _Routed(_json_reply(200, _filtered(self.callbacks(), query)))
             case "reset":
@@ -1089,11 +1100,13 @@ class Simulator:
 
     def _post_receipt(self, plan: _Plan, state: str) -> bool:
         """False when the receipt is worth posting again (no answer, or a 5xx)."""
+        at = _now_iso()
         try:
             response = plan.fmt.post(plan, state)
         except requests.RequestException as exc:
             if self._stopping.is_set():
                 return True
+            self._posted(plan, state, at, type(exc).__name__)
             # The exception's text may hold the URL and its query (the DLR password): not logged.
             log.warning(
                 "simulator: receipt %s for %s %s not posted: %s",
@@ -1103,6 +1116,8 @@ class Simulator:
                 type(exc).__name__,
             )
             return False
+        if response is not None:
+            self._posted(plan, state, at, str(response.status_code))
         if response is not None and not response.ok:
             log.warning(
                 "simulator: receipt %s for %s %s answered HTTP %s",
@@ -1113,6 +1128,19 @@ class Simulator:
             )
             return response.status_code < 500
         return True
+
+    def _posted(self, plan: _Plan, state: str, at: str, answer: str) -> None:
+        with self._lock:
+            self._receipts.append(
+                {
+                    "carrier": plan.carrier,
+                    "gateway_id": plan.gateway_id,
+                    "reference": plan.reference,
+                    "state": state,
+                    "at": at,
+                    "answer": answer,
+                }
+            )
 
     def _status(
         self,

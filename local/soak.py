@@ -673,6 +673,7 @@ def audit(
             refused_5xx[row["reference"]] += 1
     result.double_sends = [f"{c}/{r} x{n}" for (c, r), n in taken.items() if n > 1]
     submissions = stack.simulator.submissions()
+    receipts = stack.simulator.receipts()
     received = _callbacks_by_message(stack) if callbacks else {}
     for message in planned:
         key = (message.client, message.message_id)
@@ -681,7 +682,9 @@ def audit(
         item = items.get(key)
         status = item["status"] if item else "(missing)"
         if status not in FINAL:
-            result.lost.append(f"{message.message_id} {status}{_story(stack, item, submissions)}")
+            result.lost.append(
+                f"{message.message_id} {status}{_story(stack, item, submissions, receipts)}"
+            )
             continue
         result.finals[status] += 1
         if status != message.expected:
@@ -693,7 +696,7 @@ def audit(
                 result.wrong_finals.append(
                     f"{message.message_id} to ..{message.to[-2:]} on {message.carrier}: "
                     f"{status}, simulator decided {message.expected}"
-                    + _story(stack, item, submissions)
+                    + _story(stack, item, submissions, receipts)
                 )
         if callbacks and (message.callback or message.client == "ofsc"):
             result.callbacks_expected += 1
@@ -706,9 +709,13 @@ def audit(
 
 
 def _story(
-    stack: LocalStack, item: dict[str, str] | None, submissions: list[dict[str, Any]]
+    stack: LocalStack,
+    item: dict[str, str] | None,
+    submissions: list[dict[str, Any]],
+    receipts: list[dict[str, str]],
 ) -> str:
-    """A message's history and its submissions, for the report of a failure."""
+    """A message's history, its submissions and the receipts posted for it, for the report of
+    a failure."""
     if item is None:
         return ""
     answer = stack.clients.dynamodb.get_item(
@@ -727,12 +734,20 @@ def _story(
         for row in submissions
         if row["reference"] == item["id"]
     ]
+    posted = [
+        f"{row['state']}:{row['answer']}@{row['at'][11:23]}"
+        for row in receipts
+        if row["reference"] == item["id"]
+    ]
     fields = {
         k: v.get("S", v.get("N"))
         for k, v in answer.get("Item", {}).items()
         if k in ("next_check_at", "open_shard", "claimed_until", "poll_count", "attempts")
     }
-    return f"\n      history: {history}\n      fields: {fields}\n      submissions: {sent}"
+    return (
+        f"\n      history: {history}\n      fields: {fields}\n      submissions: {sent}"
+        f"\n      receipts: {posted}"
+    )
 
 
 def _callbacks_by_message(stack: LocalStack) -> dict[str, int]:

@@ -594,6 +594,13 @@ def test_a_receipt_answered_5xx_is_posted_again(sim: Simulator, api: FakeApi) ->
     # enroute answered 503 twice, posted again 1 s and 2 s later, then delivered after it.
     wait_until(lambda: "delivered" in smartswitch_states(api, gateway_id), timeout=10)
     assert smartswitch_states(api, gateway_id) == ["enroute"] * 3 + ["delivered"]
+    listed = requests.get(f"{sim.url}/_sim/receipts?gateway_id={gateway_id}", timeout=5).json()
+    assert [(r["state"], r["answer"]) for r in listed] == [
+        ("enroute", "503"),
+        ("enroute", "503"),
+        ("enroute", "200"),
+        ("delivered", "200"),
+    ]
 
 
 def test_a_receipt_posted_before_answering_is_posted_again_when_refused(

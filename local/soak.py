@@ -730,7 +730,7 @@ def _story(
         for entry in answer.get("Item", {}).get("history", {}).get("L", [])
     ]
     sent = [
-        f"{row['answer']}@{row['at'][11:23]}"
+        f"{row['answer']} {row['gateway_id']}@{row['at'][11:23]}".replace(" @", "@")
         for row in submissions
         if row["reference"] == item["id"]
     ]

@@ -14,7 +14,7 @@ import logging
 from datetime import timedelta
 
 from smsbridge.carriers import get_format
-from smsbridge.carriers.base import PayloadTooLarge, Receipt, ReceiptError
+from smsbridge.carriers.base import PayloadTooLarge, Receipt, ReceiptAuthError, ReceiptError
 from smsbridge.config import CarrierConfig
 from smsbridge.models import Message, StatusReport
 from smsbridge.tracking import StatusTracker
@@ -75,10 +75,15 @@ class ReceiptDesk:
             receipts = fmt.read_receipts(request, carrier)
         except ReceiptError as exc:
             self._tracker.metrics.add("ReceiptsRejected", carrier=carrier.name, reason=exc.code)
-            logger.warning(
-                "receipt refused",
-                extra={"carrier": carrier.name, "status": exc.status_code, "reason": exc.code},
-            )
+            extra: dict[str, object] = {
+                "carrier": carrier.name,
+                "status": exc.status_code,
+                "reason": exc.code,
+            }
+            if isinstance(exc, ReceiptAuthError):
+                # Tells a carrier's wrong credentials from a configuration read without them.
+                extra["dlr_credentials_configured"] = bool(carrier.dlr_password)
+            logger.warning("receipt refused", extra=extra)
             return fmt.answer_error(exc)
         self.apply(carrier, receipts)
         return fmt.answer_receipts(receipts)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 from urllib.parse import urlencode
+
+import pytest
 
 from local.api import http_event
 from smsbridge.models import StatusReport, sms_id_for
@@ -109,7 +112,9 @@ def test_a_receipt_before_the_submission_is_kept_and_applied_at_link(stack: Stac
     )
 
 
-def test_conceptomovil_receipt_applies_and_answers_ok(stack: Stack) -> None:
+def test_conceptomovil_receipt_applies_and_answers_ok(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
     record = submitted(stack, "+525512345601", "r-5")
     body = json.dumps(
         {
@@ -131,7 +136,12 @@ def test_conceptomovil_receipt_applies_and_answers_ok(stack: Stack) -> None:
     assert final["status"] == "delivered"
     assert final["status_changed_at"].startswith("2020-05-05")
     headers["Authorization"] = basic("conceptomovil", "wrong")
-    assert dlr(stack, "conceptomovil", body=body, headers=headers)["statusCode"] == 401
+    with caplog.at_level(logging.WARNING, logger="smsbridge.receipts"):
+        assert dlr(stack, "conceptomovil", body=body, headers=headers)["statusCode"] == 401
+    refused = [r for r in caplog.records if r.getMessage() == "receipt refused"]
+    # The log says the credentials were configured (so the carrier's were wrong), never them.
+    assert [getattr(r, "dlr_credentials_configured", None) for r in refused] == [True]
+    assert "wrong" not in caplog.text and "conceptomovil-secret" not in caplog.text
 
 
 def vibes_receipt(gateway_id: str, kind: str, is_error: bool, extra: str = "") -> str:

@@ -730,7 +730,7 @@ def _story(
         for entry in answer.get("Item", {}).get("history", {}).get("L", [])
     ]
     sent = [
-        f"{row['answer']} {row['gateway_id']}@{row['at'][11:23]}".replace(" @", "@")
+        " ".join(filter(None, (row["answer"], row["gateway_id"]))) + f"@{row['at'][11:23]}"
         for row in submissions
         if row["reference"] == item["id"]
     ]

@@ -802,8 +802,11 @@ def run(
             port=0, sim_port=0, env=settings, secrets_path=SECRETS_EXAMPLE_FILE, faults=faults
         )
         stack.start()
+        receipts_log = logging.getLogger("smsbridge.receipts")
         try:
             capture.attach_powertools()
+            # Each receipt's effect (message, status before and after) for the story of a failure.
+            receipts_log.setLevel(logging.DEBUG)
             callbacks = "NotifyFunction" in stack.resources.functions
             planned_requests = plan(count, seed, callbacks=callbacks, rates=rates)
             planned = [m for r in planned_requests for m in r.messages]
@@ -840,6 +843,7 @@ def run(
             result.faults = Counter(faults.counts)
             secrets = secret_values(stack.secrets)
         finally:
+            receipts_log.setLevel(logging.NOTSET)
             stack.stop()
     numbers = {m.to for m in planned}
     result.log_lines = len(capture.lines)

@@ -125,6 +125,17 @@ class ReceiptDesk:
             outcome = self._tracker.report_many(sms_id, reports, known=known.get(sms_id))
             if outcome is not None:
                 metrics.add("ReceiptsApplied", len(reports), carrier=carrier.name)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "receipts applied",
+                        extra={
+                            "id": sms_id,
+                            "reported": [str(r.status) for r in reports],
+                            "before": str(outcome.before.status),
+                            "after": str(outcome.message.status),
+                            "history_rev": outcome.message.history_rev,
+                        },
+                    )
 
     def _sms_id_of(
         self,

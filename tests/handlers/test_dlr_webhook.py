@@ -129,8 +129,13 @@ def test_conceptomovil_receipt_applies_and_answers_ok(
         "Content-Type": "application/json",
         "Authorization": basic("conceptomovil", "conceptomovil-secret"),
     }
-    answer = dlr(stack, "conceptomovil", body=body, headers=headers)
+    with caplog.at_level(logging.DEBUG, logger="smsbridge.receipts"):
+        answer = dlr(stack, "conceptomovil", body=body, headers=headers)
     assert (answer["statusCode"], answer["body"]) == (200, "OK")
+    applied = [r for r in caplog.records if r.getMessage() == "receipts applied"]
+    assert [(getattr(r, "id", ""), getattr(r, "after", "")) for r in applied] == [
+        (record["id"], "delivered")
+    ]
     final = stack.item(record["id"])
     assert final is not None
     assert final["status"] == "delivered"

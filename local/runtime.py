@@ -1,9 +1,12 @@
 """Handlers in this process as Lambda runs them: one module copy per execution environment.
 
-Lambda runs one invocation at a time per execution environment, and handlers rely on it (the
-Powertools resolver keeps `current_event` on the module-level `app`). So each function gets a
-small pool of environments, each its own copy of the handler module loaded with importlib under a
-unique name; concurrent invocations take different environments, never share one.
+Lambda runs one invocation at a time per execution environment, and handlers rely on it. So each
+function gets a small pool of environments, each its own copy of the handler module loaded with
+importlib under a unique name; concurrent invocations take different environments, never share
+one. Lambda also gives each environment a process of its own, and Powertools relies on that: its
+resolvers keep the current event and context on the `BaseRouter` class, one per process. Here
+every environment is a thread of one process, so that state is kept per thread
+(`keep_router_state_per_thread`).
 """
 
 from __future__ import annotations
@@ -62,6 +65,44 @@ class LambdaContext:
 _loader_lock = threading.Lock()
 
 
+class _PerThread:
+    """A data descriptor whose value is the calling thread's own."""
+
+    def __init__(self, name: str, state: threading.local) -> None:
+        self._name = name
+        self._state = state
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        try:
+            return getattr(self._state, self._name)
+        except AttributeError:
+            raise AttributeError(self._name) from None
+
+    def __set__(self, instance: object, value: Any) -> None:
+        setattr(self._state, self._name, value)
+
+
+def keep_router_state_per_thread() -> None:
+    """Keep Powertools' `BaseRouter.current_event` and `lambda_context` per thread.
+
+    `resolve` assigns them to the class, so two environments resolving at once would read each
+    other's request: a receipt answered 200 by an invocation that applied another one. The
+    descriptors sit on the class (read through a resolver) and on a metaclass (assignments to
+    the class itself, which would otherwise replace them).
+    """
+    from aws_lambda_powertools.event_handler import api_gateway
+
+    router = api_gateway.BaseRouter
+    if isinstance(router.__dict__.get("current_event"), _PerThread):
+        return
+    state = threading.local()
+    names = ("current_event", "lambda_context")
+    descriptors = {name: _PerThread(name, state) for name in names}
+    for name, descriptor in descriptors.items():
+        setattr(router, name, descriptor)
+    router.__class__ = type("PerThreadRouterMeta", (type(router),), descriptors)  # type: ignore[method-assign]
+
+
 def load_module(path: Path, module_name: str | None = None) -> ModuleType:
     """Execute a handler file as module `module_name`, its folder first on sys.path meanwhile.
 
@@ -76,6 +117,7 @@ def load_module(path: Path, module_name: str | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     folder = str(path.parent)
     with _loader_lock:
+        keep_router_state_per_thread()
         sys.modules[module_name] = module
         sys.path.insert(0, folder)
         try:

@@ -3,10 +3,8 @@
 Lambda runs one invocation at a time per execution environment, and handlers rely on it. So each
 function gets a small pool of environments, each its own copy of the handler module loaded with
 importlib under a unique name; concurrent invocations take different environments, never share
-one. Lambda also gives each environment a process of its own, and Powertools relies on that: its
-resolvers keep the current event and context on the `BaseRouter` class, one per process. Here
-every environment is a thread of one process, so that state is kept per thread
-(`keep_router_state_per_thread`).
+one. Lambda also gives each environment a process of its own; the library state that relies on
+it is kept per thread (`local.isolation`).
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from local.cloudformation import ACCOUNT_ID, DEFAULT_REGION, REPO_ROOT, FunctionSpec
+from local.isolation import invocation, isolate_environments
 
 log = logging.getLogger("local.runtime")
 
@@ -65,44 +64,6 @@ class LambdaContext:
 _loader_lock = threading.Lock()
 
 
-class _PerThread:
-    """A data descriptor whose value is the calling thread's own."""
-
-    def __init__(self, name: str, state: threading.local) -> None:
-        self._name = name
-        self._state = state
-
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        try:
-            return getattr(self._state, self._name)
-        except AttributeError:
-            raise AttributeError(self._name) from None
-
-    def __set__(self, instance: object, value: Any) -> None:
-        setattr(self._state, self._name, value)
-
-
-def keep_router_state_per_thread() -> None:
-    """Keep Powertools' `BaseRouter.current_event` and `lambda_context` per thread.
-
-    `resolve` assigns them to the class, so two environments resolving at once would read each
-    other's request: a receipt answered 200 by an invocation that applied another one. The
-    descriptors sit on the class (read through a resolver) and on a metaclass (assignments to
-    the class itself, which would otherwise replace them).
-    """
-    from aws_lambda_powertools.event_handler import api_gateway
-
-    router = api_gateway.BaseRouter
-    if isinstance(router.__dict__.get("current_event"), _PerThread):
-        return
-    state = threading.local()
-    names = ("current_event", "lambda_context")
-    descriptors = {name: _PerThread(name, state) for name in names}
-    for name, descriptor in descriptors.items():
-        setattr(router, name, descriptor)
-    router.__class__ = type("PerThreadRouterMeta", (type(router),), descriptors)  # type: ignore[method-assign]
-
-
 def load_module(path: Path, module_name: str | None = None) -> ModuleType:
     """Execute a handler file as module `module_name`, its folder first on sys.path meanwhile.
 
@@ -117,7 +78,7 @@ def load_module(path: Path, module_name: str | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     folder = str(path.parent)
     with _loader_lock:
-        keep_router_state_per_thread()
+        isolate_environments()
         sys.modules[module_name] = module
         sys.path.insert(0, folder)
         try:
@@ -162,6 +123,8 @@ class LocalFunction:
             limit = min(limit, spec.reserved_concurrency)
         self.max_environments = max(1, limit)
         self._idle: list[Handler] = []
+        #: Environments invoked at least once (the others start cold).
+        self._invoked: set[Handler] = set()
         #: Environments loaded or being loaded.
         self._count = 0
         self._serial = itertools.count()
@@ -237,7 +200,10 @@ class LocalFunction:
     def invoke(self, event: Any, context: LambdaContext | None = None) -> Any:
         """Run the handler in a free environment (waits when all are busy); exceptions propagate."""
         with self._environment() as handler:
-            return handler(event, context or self.context())
+            cold = handler not in self._invoked  # this thread holds the environment
+            self._invoked.add(handler)
+            with invocation(cold=cold):
+                return handler(event, context or self.context())
 
     def unload(self) -> None:
         """Drop every module copy from sys.modules (a later stack loads fresh ones)."""
@@ -245,5 +211,6 @@ class LocalFunction:
             for name in self._modules:
                 sys.modules.pop(name, None)
             self._idle.clear()
+            self._invoked.clear()
             self._modules.clear()
             self._count = 0

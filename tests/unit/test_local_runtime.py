@@ -3,11 +3,15 @@ environments that share nothing an invocation depends on, although they share on
 
 from __future__ import annotations
 
+import json
 import textwrap
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from local.api import http_event
 from local.cloudformation import FunctionSpec
@@ -65,3 +69,64 @@ def test_concurrent_invocations_each_read_their_own_event(tmp_path: Path) -> Non
         '{"routed":"first","read":"/echo/first"}',
         '{"routed":"second","read":"/echo/second"}',
     ]
+
+
+#: A handler that logs, through Powertools, once every concurrent invocation has started.
+LOGGING_HANDLER = textwrap.dedent(
+    """
+    import sys
+
+    from aws_lambda_powertools import Logger
+
+    logger = Logger(service=SERVICE, stream=sys.stdout)
+    inside = None  # set by the test: a barrier shared by the environments
+
+
+    @logger.inject_lambda_context(clear_state=True)
+    def lambda_handler(event, context):
+        inside.wait(timeout=10)
+        logger.info("invoked", extra={"caller": event["caller"]})
+        return {}
+    """
+)
+
+
+def test_concurrent_invocations_log_under_their_own_function_and_cold_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Loggers of one service share a formatter and its keys in one process; each line still
+    names the function and request that wrote it, and only an environment's first invocation
+    is a cold start."""
+    service = f"isolation-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "app.py").write_text(f"SERVICE = {service!r}\n" + LOGGING_HANDLER)
+    barrier = threading.Barrier(2)
+
+    def share_barrier(module: Any) -> None:
+        module.inside = barrier
+
+    functions = {
+        name: LocalFunction(
+            FunctionSpec(
+                logical_id=name, code_uri=tmp_path, handler="app.lambda_handler", environment={}
+            ),
+            max_environments=1,
+            on_load=share_barrier,
+        )
+        for name in ("First", "Second")
+    }
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(2):
+                list(pool.map(lambda n: functions[n].invoke({"caller": n}), functions))
+    finally:
+        for function in functions.values():
+            function.unload()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    logged = sorted((line["caller"], line["function_name"], line["cold_start"]) for line in lines)
+    assert logged == [
+        ("First", "First", False),
+        ("First", "First", True),
+        ("Second", "Second", False),
+        ("Second", "Second", True),
+    ]
+    assert len({line["function_request_id"] for line in lines}) == 4

@@ -87,13 +87,6 @@ def _router_state_per_thread() -> None:
     router.__class__ = meta  # type: ignore[method-assign]
 
 
-def _environment_is_cold() -> bool:
-    """Powertools' cold start, per environment: True for its first invocation only."""
-    cold = bool(getattr(_invocation, "cold", False))
-    _invocation.cold = False
-    return cold
-
-
 def _logger_state_per_thread() -> None:
     """The keys of Powertools' shared formatter (function name, request id ...) and its cold
     start flag."""
@@ -103,7 +96,18 @@ def _logger_state_per_thread() -> None:
     if isinstance(json_formatter.__dict__.get("log_format"), _PerThreadCopy):
         return
     json_formatter.log_format = _PerThreadCopy("log_format")  # type: ignore[assignment]
-    logger._is_cold_start = _environment_is_cold
+    process_is_cold = logger._is_cold_start
+
+    def environment_is_cold() -> bool:
+        """True for an environment's first invocation only; a handler called outside
+        `invocation` (a test importing it) keeps the process's own flag."""
+        cold: bool | None = getattr(_invocation, "cold", None)
+        if cold is None:
+            return process_is_cold()
+        _invocation.cold = False
+        return cold
+
+    logger._is_cold_start = environment_is_cold
 
 
 def isolate_environments() -> None:
@@ -119,4 +123,4 @@ def invocation(*, cold: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        _invocation.cold = False
+        _invocation.cold = None

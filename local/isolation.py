@@ -51,10 +51,14 @@ class _PerThreadCopy:
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        try:
-            first, values = instance.__dict__[self._key]
-        except KeyError:
-            raise AttributeError(self._name) from None
+        held = instance.__dict__.get(self._key)
+        if held is None:
+            # Made before the isolation was installed: its own value, shared as before.
+            try:
+                return instance.__dict__[self._name]
+            except KeyError:
+                raise AttributeError(self._name) from None
+        first, values = held
         try:
             return values.value
         except AttributeError:

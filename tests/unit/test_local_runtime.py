@@ -130,3 +130,32 @@ def test_concurrent_invocations_log_under_their_own_function_and_cold_start(
         ("Second", "Second", True),
     ]
     assert len({line["function_request_id"] for line in lines}) == 4
+
+
+def test_a_formatter_made_before_the_isolation_keeps_working() -> None:
+    """A Powertools logger created before the first handler was loaded still logs."""
+    import io
+    import logging
+
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    from local.isolation import isolate_environments
+
+    isolate_environments()
+    early = LambdaPowertoolsFormatter()
+    # As if made before the descriptor was installed: the value in the instance itself.
+    keys = early.__dict__.pop("_log_format_per_thread")[1].value
+    early.__dict__["log_format"] = keys
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(early)
+    record = logging.LogRecord("early", logging.INFO, __file__, 1, "still logs", None, None)
+    handler.emit(record)
+    early.clear_state()  # what inject_lambda_context does: from now on, per thread
+    early.append_keys(function_name="Early")
+    handler.emit(record)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["message"], line.get("function_name")) for line in lines] == [
+        ("still logs", None),
+        ("still logs", "Early"),
+    ]

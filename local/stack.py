@@ -29,6 +29,7 @@ from local.cloudformation import (
     STACK_NAME,
     LocalStackResources,
     deploy,
+    store_documents,
 )
 from local.drivers import Driver, ScheduleDriver, SqsDriver, StreamDriver, schedule_period
 from local.runtime import DEFAULT_MAX_ENVIRONMENTS, LocalFunction
@@ -298,19 +299,7 @@ class LocalStack:
         secrets_text = self._secrets_path.read_text(encoding="utf-8")
         self._secrets = json.loads(secrets_text)
 
-        parameters = resources.parameters
-        if "ConfigParameterName" in parameters:
-            clients.ssm.put_parameter(
-                Name=parameters["ConfigParameterName"],
-                Value=text,
-                Type="String",
-                Overwrite=True,
-                Tier="Advanced" if len(text.encode()) > 4096 else "Standard",
-            )
-        if "SecretsId" in parameters:
-            clients.secretsmanager.create_secret(
-                Name=parameters["SecretsId"], SecretString=secrets_text
-            )
+        store_documents(self.clients, resources, text, secrets_text)
 
     def _environment(
         self, resources: LocalStackResources, endpoint: str, api_url: str

@@ -637,8 +637,12 @@ def test_the_status_stream_filter_follows_the_status_rules(cfn: dict[str, Any]) 
                     record = stream_record(name, None if old is None else old.value, new.value)
                     admitted = any(matches(p, record) for p in patterns)
                     if admitted != (moves and name == "MODIFY"):
-                        wrong.append(f"{name} {old}->{new}: {'admitted' if admitted else 'dropped'}")
-        assert not wrong, f"the stream filter disagrees with the status rules: {wrong[:8]}; use\n{paste}"
+                        wrong.append(
+                            f"{name} {old}->{new}: {'admitted' if admitted else 'dropped'}"
+                        )
+        assert not wrong, (
+            f"the stream filter disagrees with the status rules: {wrong[:8]}; use\n{paste}"
+        )
 
 
 #: The property that names each resource type's own physical name.
@@ -725,9 +729,11 @@ def test_metrics_and_alarms_are_per_stack(cfn: dict[str, Any]) -> None:
         for name, props in functions_of(cfn).items()
         if "AWS::StackName"
         not in set(
-            references(env := ((props.get("Environment") or {}).get("Variables") or {}).get(
-                "POWERTOOLS_METRICS_NAMESPACE"
-            ))
+            references(
+                env := ((props.get("Environment") or {}).get("Variables") or {}).get(
+                    "POWERTOOLS_METRICS_NAMESPACE"
+                )
+            )
         )
     ]
     for logical_id, alarm in of_type(cfn, "AWS::CloudWatch::Alarm").items():

@@ -289,7 +289,6 @@ class LocalStack:
 
     def _store_documents(self, resources: LocalStackResources, api_url: str) -> None:
         """The configuration into SSM, the secrets into Secrets Manager (the handlers read both)."""
-        clients = self.clients
         text = self._config_path.read_text(encoding="utf-8")
         text = text.replace("${SIM_URL}", self._sim_url).replace("${API_URL}", api_url)
         self._config = json.loads(text)

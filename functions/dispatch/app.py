@@ -67,8 +67,14 @@ def record_handler(record: dict[str, Any]) -> str:
 @logger.inject_lambda_context(clear_state=True)
 @runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records: list[dict[str, Any]] = event.get("Records", [])
+    problem = runtime.configuration_problem()
+    if problem is not None:
+        # Nothing can be routed: every record waits on the queue (the queue-age alarm tells).
+        logger.error("not configured; the records stay queued", extra={"problem": problem})
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
     failures: list[dict[str, str]] = []
-    for record in event.get("Records", []):
+    for record in records:
         try:
             record_handler(record)
         except RetryLater:

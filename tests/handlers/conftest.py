@@ -110,7 +110,8 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
             "http://127.0.0.1:9", config, secrets, delay_ms=delay_ms, late_ms=2_500
         )
         simulator.start(port=port)
-        store_documents(session, resources, json.dumps(config), json.dumps(secrets))
+        if request.node.get_closest_marker("unconfigured") is None:
+            store_documents(session, resources, json.dumps(config), json.dumps(secrets))
         # Each function's environment as the translated template sets it (tests override some).
         for function in resources.functions.values():
             for name, value in function.environment.items():

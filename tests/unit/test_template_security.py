@@ -1,5 +1,6 @@
-"""The template's security settings: access logs, opt-in reserved concurrency, and a written reason for
-every checkov finding that is skipped rather than fixed (`make scan` runs checkov itself)."""
+"""The template's security settings: access logs, opt-in reserved concurrency, and a written
+reason for every checkov finding that is skipped rather than fixed (`make scan` runs checkov
+itself)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,6 @@ def test_http_and_queue_functions_can_reserve_concurrency_when_asked() -> None:
     found = resources()
     for name in ("SendMessageFunction", "DlrWebhookFunction", "DispatchFunction"):
         reserved = found[name]["Properties"]["ReservedConcurrentExecutions"]
-        condition, asked, otherwise = reserved["If"]
+        _condition, asked, otherwise = reserved["If"]
         assert otherwise == {"Ref": "AWS::NoValue"}, name
         assert asked["Ref"].endswith("ReservedConcurrency"), name

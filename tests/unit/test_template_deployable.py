@@ -62,8 +62,11 @@ FUNCTIONS = {
     "DispatchFunction": Uses(
         # PUBLIC_BASE_URL: the receipt URL dispatch sends to Vibes.
         frozenset(NAMES | POWERTOOLS | {"PUBLIC_BASE_URL"}),
-        # ChangeMessageVisibility: a transient submit failure backs the record off.
-        frozenset(LAYER_ACTIONS | {"sqs:ChangeMessageVisibility"}),
+        # ChangeMessageVisibility: a transient submit failure backs the record off; the batch
+        # call hands back the records the time left cannot cover.
+        frozenset(
+            LAYER_ACTIONS | {"sqs:ChangeMessageVisibility", "sqs:ChangeMessageVisibilityBatch"}
+        ),
     ),
     "DlrWebhookFunction": Uses(frozenset(NAMES | POWERTOOLS), frozenset(LAYER_ACTIONS)),
     "StatusPollerFunction": Uses(frozenset(NAMES | POWERTOOLS), frozenset(LAYER_ACTIONS)),

@@ -392,6 +392,20 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
     )
 
 
+def check_secrets(secrets: Any) -> None:
+    """The secret's own shape (`clients` and `carriers`: objects of objects of strings), before
+    any configuration names them; raise ConfigError naming the key."""
+    if not isinstance(secrets, Mapping):
+        raise ConfigError("the secret must be a JSON object")
+    for section in ("clients", "carriers"):
+        for name, entry in _section(secrets, section, "secrets.").items():
+            where = f"secrets.{section}.{name}"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{where} must be an object")
+            for key in entry:
+                _str(entry, key, f"{where}.")
+
+
 def load_config(settings: Settings) -> AppConfig:
     """Read the document and the secrets through Powertools Parameters (cached per container)."""
     from aws_lambda_powertools.utilities import parameters

@@ -937,3 +937,25 @@ def test_functions_and_layers_run_on_arm64(cfn: dict[str, Any]) -> None:
         if "arm64" not in (r["Properties"].get("CompatibleArchitectures") or [])
     }
     assert not wrong, f"not arm64: {wrong}"
+    # sam build makes a layer for x86_64 unless its Metadata says otherwise.
+    from samtranslator.yaml_helper import yaml_parse
+
+    raw = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))["Resources"]
+    builds = {
+        name: (r.get("Metadata") or {}).get("BuildArchitecture", "x86_64")
+        for name, r in raw.items()
+        if r["Type"] == "AWS::Serverless::LayerVersion"
+    }
+    assert set(builds.values()) <= {"arm64"}, f"layers built for another architecture: {builds}"
+
+
+def test_samconfig_has_staging_and_sync_never_touches_production() -> None:
+    import tomllib
+
+    config = tomllib.loads((REPO_ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    production = config["default"]["global"]["parameters"]["stack_name"]
+    staging = config["staging"]["global"]["parameters"]["stack_name"]
+    assert staging != production
+    assert config["staging"]["deploy"]["parameters"]["capabilities"] == "CAPABILITY_IAM"
+    for env in ("default", "staging"):
+        assert config[env]["sync"]["parameters"]["stack_name"] == staging, env

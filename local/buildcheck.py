@@ -30,8 +30,9 @@ def elf_machine(path: Path) -> int | None:
         header = handle.read(20)
     if len(header) < 20 or header[:4] != b"\x7fELF":
         return None
-    order = "little" if header[5] == 1 else "big"
-    return int.from_bytes(header[18:20], order)
+    if header[5] == 1:
+        return int.from_bytes(header[18:20], "little")
+    return int.from_bytes(header[18:20], "big")
 
 
 def problems(build: Path) -> tuple[list[str], int, int]:

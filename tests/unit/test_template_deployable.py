@@ -959,3 +959,24 @@ def test_samconfig_has_staging_and_sync_never_touches_production() -> None:
     assert config["staging"]["deploy"]["parameters"]["capabilities"] == "CAPABILITY_IAM"
     for env in ("default", "staging"):
         assert config[env]["sync"]["parameters"]["stack_name"] == staging, env
+
+
+def test_the_stacks_starting_configuration_is_not_configured_and_says_what_is_missing(
+    cfn: dict[str, Any],
+) -> None:
+    """The parameter the stack makes holds a safe start (no clients, no carriers): the functions'
+    own parser reads it as "not configured" (503 on every route), never as a crash (500)."""
+    from smsbridge.config import NotConfigured, parse_config
+
+    starts = [r["Properties"] for r in of_type(cfn, "AWS::SSM::Parameter").values()]
+    assert starts, "the stack makes no configuration parameter"
+    secrets = [r["Properties"] for r in of_type(cfn, "AWS::SecretsManager::Secret").values()]
+    assert secrets, "the stack makes no secret"
+    envs = [(p.get("Environment") or {}).get("Variables") or {} for p in functions_of(cfn).values()]
+    for env in envs:
+        assert set(references(env["CONFIG_PARAMETER"])) & set(of_type(cfn, "AWS::SSM::Parameter"))
+        assert set(references(env["SECRETS_ID"])) & set(of_type(cfn, "AWS::SecretsManager::Secret"))
+    for start in starts:
+        with pytest.raises(NotConfigured) as raised:
+            parse_config(json.loads(start["Value"]), json.loads(secrets[0]["SecretString"]))
+        assert raised.value.missing == ["carriers", "clients", "routes.default"]

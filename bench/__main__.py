@@ -53,13 +53,13 @@ def _print(lines: list[str]) -> None:
 
 
 def _template_defaults() -> tuple[str, str]:
-    """CONFIG_PARAMETER and SECRETS_ID as the template sets them by default."""
-    from local.cloudformation import translate
+    """CONFIG_PARAMETER and SECRETS_ID as the template sets them for the local stack (the stack
+    makes both: `/<stack>/config` and a secret with a generated name)."""
+    from local.cloudformation import ACCOUNT_ID, DEFAULT_REGION, STACK_NAME
 
-    parameters = translate(ROOT / "template.yaml")["Parameters"]
     return (
-        str(parameters["ConfigParameterName"]["Default"]),
-        str(parameters["SecretsId"]["Default"]),
+        f"/{STACK_NAME}/config",
+        f"arn:aws:secretsmanager:{DEFAULT_REGION}:{ACCOUNT_ID}:secret:{STACK_NAME}-AppSecrets",
     )
 
 

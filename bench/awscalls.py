@@ -365,7 +365,7 @@ def moto_stack(root: Path, env: dict[str, str], stdout: Any) -> Iterator[MotoSta
     import boto3
     from moto import mock_aws
 
-    from local.cloudformation import deploy
+    from local.cloudformation import deploy, store_documents
     from local.simulator import Simulator
 
     shared = str(root / "shared")
@@ -394,13 +394,8 @@ def moto_stack(root: Path, env: dict[str, str], stdout: Any) -> Iterator[MotoSta
             resources = deploy(boto3.Session(), root / "template.yaml")
             for function in resources.functions.values():  # the template's environment
                 os.environ.update({k: v for k, v in function.environment.items() if k not in env})
-            boto3.client("ssm").put_parameter(
-                Name=resources.parameters["ConfigParameterName"],
-                Type="String",
-                Value=config_text.replace("${SIM_URL}", sim_url),
-            )
-            boto3.client("secretsmanager").create_secret(
-                Name=resources.parameters["SecretsId"], SecretString=secrets_text
+            store_documents(
+                boto3.Session(), resources, config_text.replace("${SIM_URL}", sim_url), secrets_text
             )
             yield MotoStack(resources, simulator)
     finally:

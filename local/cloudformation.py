@@ -36,8 +36,10 @@ CREATED_TYPES = (
     "AWS::DynamoDB::Table",
     "AWS::SQS::Queue",
     "AWS::SSM::Parameter",
-    "AWS::SecretsManager::Secret",
 )
+#: What `deploy` creates itself, before moto's CloudFormation (which has no model of it); a
+#: `Ref` to it resolves to the secret's ARN, as in AWS.
+SECRET_TYPE = "AWS::SecretsManager::Secret"
 _TRIGGER_TYPES = (
     "AWS::Lambda::EventSourceMapping",
     "AWS::Scheduler::Schedule",
@@ -281,10 +283,20 @@ class _Outputs:
     logical id: `https://${HttpApi}.execute-api...` becomes `https://HttpApi.execute-api...`.
     """
 
-    def __init__(self, resources: Mapping[str, Any], created: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        resources: Mapping[str, Any],
+        created: Mapping[str, Any],
+        refs: Mapping[str, str] | None = None,
+    ) -> None:
         self.absent = set(resources) - set(created)
+        #: What `Ref` gives for resources made outside moto's CloudFormation (secrets: the ARN).
+        self.refs = dict(refs or {})
         self.values: dict[str, Any] = {}
         self.resolved: dict[str, str] = {}
+
+    def _stand_in(self, name: str) -> str:
+        return self.refs.get(name, name)
 
     def _stand_ins(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -293,12 +305,18 @@ class _Outputs:
             return value
         target = _target(value)
         if target in self.absent:
-            return target if "Ref" in value else f"{target}.{value['Fn::GetAtt'][1]}"
+            if "Ref" in value:
+                return self._stand_in(target)
+            return f"{target}.{value['Fn::GetAtt'][1]}"
         if "Fn::Sub" in value:
             sub = value["Fn::Sub"]
             text, variables = (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
             text = _SUB_VARIABLE.sub(
-                lambda m: m.group(1) if m.group(1).split(".")[0] in self.absent else m.group(0),
+                lambda m: (
+                    self._stand_in(m.group(1))
+                    if m.group(1).split(".")[0] in self.absent
+                    else m.group(0)
+                ),
                 text,
             )
             return {"Fn::Sub": [text, self._stand_ins(variables)] if variables else text}
@@ -364,6 +382,47 @@ def _by_arn(arn: str, local: LocalStackResources) -> str:
     return arn
 
 
+def _create_secrets(session: Any, resources: Mapping[str, Any], prefix: str) -> dict[str, str]:
+    """The template's secrets, made directly (moto's CloudFormation has no model of them):
+    logical id → ARN. A generated name, as CloudFormation gives one, unless a literal is set."""
+    arns: dict[str, str] = {}
+    for logical_id, resource in resources.items():
+        if resource["Type"] != SECRET_TYPE:
+            continue
+        props = resource.get("Properties") or {}
+        name = props.get("Name")
+        content = props.get("SecretString")
+        created = session.client("secretsmanager").create_secret(
+            Name=name if isinstance(name, str) else f"{prefix}{logical_id}",
+            SecretString=content if isinstance(content, str) else "{}",
+        )
+        arns[logical_id] = str(created["ARN"])
+    return arns
+
+
+def store_documents(
+    session: Any, local: LocalStackResources, config_text: str, secrets_text: str
+) -> None:
+    """Put the configuration document and the secret where the stack's functions read them
+    (their CONFIG_PARAMETER and SECRETS_ID), as `make config-push` / `secrets-push` do in AWS."""
+    env = next(iter(local.functions.values())).environment if local.functions else {}
+    if env.get("CONFIG_PARAMETER"):
+        session.client("ssm").put_parameter(
+            Name=env["CONFIG_PARAMETER"],
+            Value=config_text,
+            Type="String",
+            Overwrite=True,
+            Tier="Advanced" if len(config_text.encode()) > 4096 else "Standard",
+        )
+    if env.get("SECRETS_ID"):
+        secretsmanager = session.client("secretsmanager")
+        try:
+            secretsmanager.put_secret_value(SecretId=env["SECRETS_ID"], SecretString=secrets_text)
+        except secretsmanager.exceptions.ResourceNotFoundException:
+            # A template that names a secret it does not make (the stack's own always exists).
+            secretsmanager.create_secret(Name=env["SECRETS_ID"], SecretString=secrets_text)
+
+
 def _filters(criteria: Any) -> tuple[dict[str, Any], ...]:
     patterns = [f.get("Pattern") for f in (criteria or {}).get("Filters") or []]
     parsed = [json.loads(p) if isinstance(p, str) else p for p in patterns]
@@ -400,14 +459,16 @@ def deploy(
 
     `session` is anything with `client(service)` (a boto3 Session inside `mock_aws`, or
     `local.aws.AwsClients`). `template` is template.yaml's path or its translation (code folders
-    then relative to `root`). Tables and
-    queues are named after their logical id (as a stack with fixed names would), so that
-    `make report` finds `MessagesTable`.
+    then relative to `root`). The local stack's (`STACK_NAME`) tables and queues are named
+    after their logical id, so that `make report` finds `MessagesTable`; another stack's after
+    the stack and the logical id (`<stack>-MessagesTable`), so that several stacks deployed
+    into one moto never share a table, queue, parameter or secret, as in AWS.
     """
     if not isinstance(template, Mapping):
         root = Path(template).resolve().parent
     cfn = dict(template) if isinstance(template, Mapping) else translate(template)
     resources: dict[str, dict[str, Any]] = cfn["Resources"]
+    prefix = "" if stack_name == STACK_NAME else f"{stack_name}-"
     created: dict[str, Any] = {}
     for logical_id, resource in resources.items():
         if resource["Type"] in CREATED_TYPES:
@@ -416,9 +477,11 @@ def deploy(
             props = created[logical_id].setdefault("Properties", {})
             if name_key and name_key not in props:
                 fifo = _true(props.get("FifoQueue", False)) and "FifoQueue" in props
-                props[name_key] = f"{logical_id}.fifo" if fifo else logical_id
+                name = f"{prefix}{logical_id}"
+                props[name_key] = f"{name}.fifo" if fifo else name
+    secrets = _create_secrets(session, resources, f"{stack_name}-")
 
-    outputs = _Outputs(resources, created)
+    outputs = _Outputs(resources, created, secrets)
     functions: dict[str, dict[str, Any]] = {}
     for logical_id, resource in resources.items():
         props = resource.get("Properties") or {}
@@ -475,6 +538,7 @@ def deploy(
 
     region = cloudformation.meta.region_name or DEFAULT_REGION
     local = LocalStackResources(region=region, parameters=values)
+    local.physical_ids.update(secrets)
     sqs, dynamodb = session.client("sqs"), session.client("dynamodb")
     listed = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
     for item in listed:

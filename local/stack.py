@@ -29,6 +29,7 @@ from local.cloudformation import (
     STACK_NAME,
     LocalStackResources,
     deploy,
+    store_documents,
 )
 from local.drivers import Driver, ScheduleDriver, SqsDriver, StreamDriver, schedule_period
 from local.runtime import DEFAULT_MAX_ENVIRONMENTS, LocalFunction
@@ -288,7 +289,6 @@ class LocalStack:
 
     def _store_documents(self, resources: LocalStackResources, api_url: str) -> None:
         """The configuration into SSM, the secrets into Secrets Manager (the handlers read both)."""
-        clients = self.clients
         text = self._config_path.read_text(encoding="utf-8")
         text = text.replace("${SIM_URL}", self._sim_url).replace("${API_URL}", api_url)
         self._config = json.loads(text)
@@ -298,19 +298,7 @@ class LocalStack:
         secrets_text = self._secrets_path.read_text(encoding="utf-8")
         self._secrets = json.loads(secrets_text)
 
-        parameters = resources.parameters
-        if "ConfigParameterName" in parameters:
-            clients.ssm.put_parameter(
-                Name=parameters["ConfigParameterName"],
-                Value=text,
-                Type="String",
-                Overwrite=True,
-                Tier="Advanced" if len(text.encode()) > 4096 else "Standard",
-            )
-        if "SecretsId" in parameters:
-            clients.secretsmanager.create_secret(
-                Name=parameters["SecretsId"], SecretString=secrets_text
-            )
+        store_documents(self.clients, resources, text, secrets_text)
 
     def _environment(
         self, resources: LocalStackResources, endpoint: str, api_url: str

@@ -1,7 +1,9 @@
 """Dispatch: SQS batches of queued messages, each submitted to its routed carrier.
 
 Partial batch failures: a record to retry later gets its visibility set to the back-off and is
-reported failed; every other record is done. A packed record (the ids of a large intake batch)
+reported failed; every other record is done. Records the time left cannot cover (the slowest
+carrier's connect + read time-outs and a margin) are not started: they are reported failed and
+made visible again for the next invocation. A packed record (the ids of a large intake batch)
 is fanned out into one record per message. (The loop is ours: Powertools' batch utility would
 cost a cold start an eighth of the floor for these few lines.)
 """
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from smsbridge.dispatching import Dispatcher
+from smsbridge.dispatching import Dispatcher, submission_budget
 from smsbridge.queueing import packed_ids_of, sms_id_of
 from smsbridge.ratelimit import RateLimiter
 from smsbridge.runtime import Runtime
@@ -67,8 +69,28 @@ def record_handler(record: dict[str, Any]) -> str:
 @logger.inject_lambda_context(clear_state=True)
 @runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records: list[dict[str, Any]] = event.get("Records", [])
+    problem = runtime.configuration_problem()
+    if problem is not None:
+        # Nothing can be routed: every record waits on the queue (the queue-age alarm tells).
+        logger.error("not configured; the records stay queued", extra={"problem": problem})
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
     failures: list[dict[str, str]] = []
-    for record in event.get("Records", []):
+    # Never run past the time-out: a submission cut off there has an unknown outcome.
+    budget = submission_budget(runtime.config())
+    for index, record in enumerate(records):
+        if context.get_remaining_time_in_millis() / 1000 < budget:
+            untouched = records[index:]
+            logger.warning(
+                "no time left for another submission; records handed back",
+                extra={"count": len(untouched), "budget_seconds": budget},
+            )
+            failures += [{"itemIdentifier": r["messageId"]} for r in untouched]
+            try:
+                runtime.queue().hand_back([r["receiptHandle"] for r in untouched])
+            except Exception:
+                logger.exception("hand-back failed; the records return after their time-out")
+            break
         try:
             record_handler(record)
         except RetryLater:

@@ -89,4 +89,14 @@ def receipt(carrier: str) -> Response[str]:
 @logger.inject_lambda_context(clear_state=True, log_event=False)
 @runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    problem = runtime.configuration_problem()
+    if problem is not None:
+        # 503 until a configuration is put (SPEC 6.1): the carrier posts the receipt again.
+        logger.error("not configured", extra={"problem": problem})
+        answer = HttpAnswer(503, problem, headers={"Retry-After": "60"})
+        return {
+            "statusCode": answer.status,
+            "headers": {"Content-Type": answer.content_type, **answer.headers},
+            "body": answer.body,
+        }
     return app.resolve(event, context)

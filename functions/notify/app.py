@@ -92,5 +92,9 @@ def on_queue(records: list[dict[str, Any]], context: LambdaContext) -> dict[str,
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records: list[dict[str, Any]] = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:dynamodb":
-        return on_stream(records)
+        return on_stream(records)  # needs no configuration: it only queues jobs
+    problem = runtime.configuration_problem()
+    if problem is not None:
+        logger.error("not configured; the jobs stay queued", extra={"problem": problem})
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
     return on_queue(records, context)

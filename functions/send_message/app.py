@@ -187,10 +187,29 @@ def _admit(event: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _not_configured(event: dict[str, Any]) -> dict[str, Any] | None:
+    """503 on every route, in the route's format, until a configuration is put (SPEC 6.1)."""
+    problem = runtime.configuration_problem()
+    if problem is None:
+        return None
+    logger.error("not configured", extra={"problem": problem})
+    if event.get("rawPath") == "/ofsc":
+        from smsbridge import ofsc
+
+        text, content_type = ofsc.fault("Server", problem), "text/xml; charset=utf-8"
+    else:
+        text, content_type = json.dumps({"message": problem}), JSON
+    headers = {"Content-Type": content_type, "Retry-After": "60"}
+    return {"statusCode": 503, "headers": headers, "body": text}
+
+
 @logger.inject_lambda_context(clear_state=True)
 @runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     app.clear_context()  # type: ignore[no-untyped-call]
+    unavailable = _not_configured(event)
+    if unavailable is not None:
+        return unavailable
     if str(event.get("rawPath", "")).startswith("/v1/"):
         _include_json_api()
     return _admit(event) or app.resolve(event, context)

@@ -18,6 +18,10 @@ runtime = Runtime.from_env()
 @logger.inject_lambda_context(clear_state=True)
 @runtime.publishes_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    problem = runtime.configuration_problem()
+    if problem is not None:
+        logger.error("not configured; nothing polled", extra={"problem": problem})
+        return {"not_configured": problem}
     summary = asdict(Poller(runtime.tracker()).run())
     logger.info("status run", extra={"summary": summary})
     return summary

@@ -21,6 +21,20 @@ class ConfigError(ValueError):
     """A configuration value is missing or wrong; the message names the key."""
 
 
+class NotConfigured(ConfigError):
+    """No configuration put yet: the stack's starting content (no carriers, no credentials) or
+    no parameter or secret at all. Every request is answered 503 with this message."""
+
+    def __init__(self, what: str, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(f"smsbridge is not configured yet: {what} (missing: {', '.join(missing)})")
+
+
+#: What `make config-push` and `make secrets-push` put, named in the 503 answers.
+PUT_CONFIG = "put one with `make config-push FILE=...`"
+PUT_SECRETS = "put them with `make secrets-push FILE=...`"
+
+
 def _env_int(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
@@ -294,7 +308,11 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
             dlr_password=_str(secret, "dlr_password", f"secrets.{where}"),
         )
     if not carriers:
-        raise ConfigError("carriers must name at least one carrier")
+        missing = ["carriers", *(["clients"] if not document.get("clients") else [])]
+        routes = document.get("routes")
+        if not isinstance(routes, dict) or not routes.get("default"):
+            missing.append("routes.default")
+        raise NotConfigured(f"the configuration names no carriers; {PUT_CONFIG}", missing)
     for carrier in carriers.values():
         if carrier.alternate is not None and carrier.alternate not in carriers:
             raise ConfigError(
@@ -374,18 +392,56 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
     )
 
 
+def check_secrets(secrets: Any) -> None:
+    """The secret's own shape (`clients` and `carriers`: objects of objects of strings), before
+    any configuration names them; raise ConfigError naming the key."""
+    if not isinstance(secrets, Mapping):
+        raise ConfigError("the secret must be a JSON object")
+    for section in ("clients", "carriers"):
+        for name, entry in _section(secrets, section, "secrets.").items():
+            where = f"secrets.{section}.{name}"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{where} must be an object")
+            for key in entry:
+                _str(entry, key, f"{where}.")
+
+
 def load_config(settings: Settings) -> AppConfig:
     """Read the document and the secrets through Powertools Parameters (cached per container)."""
     from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-    document = parameters.get_parameter(
-        settings.config_parameter, transform="json", max_age=settings.config_max_age_seconds
-    )
-    secrets = parameters.get_secret(
-        settings.secrets_id, transform="json", max_age=settings.config_max_age_seconds
-    )
+    try:
+        document = parameters.get_parameter(
+            settings.config_parameter, transform="json", max_age=settings.config_max_age_seconds
+        )
+    except GetParameterError as exc:
+        if "ParameterNotFound" not in str(exc):
+            raise
+        raise NotConfigured(
+            f"the parameter {settings.config_parameter} does not exist; {PUT_CONFIG}",
+            [settings.config_parameter],
+        ) from None
+    try:
+        secrets = parameters.get_secret(
+            settings.secrets_id, transform="json", max_age=settings.config_max_age_seconds
+        )
+    except GetParameterError as exc:
+        if "ResourceNotFoundException" not in str(exc):
+            raise
+        raise NotConfigured(
+            f"the secret {settings.secrets_id} does not exist; {PUT_SECRETS}",
+            [settings.secrets_id],
+        ) from None
     if not isinstance(document, dict):
         raise ConfigError(f"{settings.config_parameter} must hold a JSON object")
     if not isinstance(secrets, dict):
         raise ConfigError(f"{settings.secrets_id} must hold a JSON object")
-    return parse_config(document, secrets)
+    config = parse_config(document, secrets)
+    if config.clients and not secrets.get("clients") and not secrets.get("carriers"):
+        # The secret's starting content beside a real configuration: nobody could sign in.
+        raise NotConfigured(
+            f"the secret {settings.secrets_id} holds no credentials; {PUT_SECRETS}",
+            ["secrets.clients", "secrets.carriers"],
+        )
+    return config

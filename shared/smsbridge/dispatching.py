@@ -20,7 +20,7 @@ from smsbridge.carriers.base import (
     SubmitResult,
     TransientSubmitError,
 )
-from smsbridge.config import CarrierConfig
+from smsbridge.config import AppConfig, CarrierConfig
 from smsbridge.models import Message, StatusReport, iso
 from smsbridge.ratelimit import RateLimiter
 from smsbridge.statuses import Status
@@ -32,6 +32,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger("smsbridge.dispatch")
 
 MAX_BACKOFF_SECONDS = 900
+#: Seconds kept free beyond the slowest submission: the writes that record its outcome and the
+#: batch's answer must fit before the function's time-out too.
+SUBMIT_MARGIN_SECONDS = 3.0
+
+
+def submission_budget(config: AppConfig, margin: float = SUBMIT_MARGIN_SECONDS) -> float:
+    """The time one more submission may need: the slowest carrier's connect and read
+    time-outs, plus `margin`. Dispatch takes no record when less time is left (SPEC 6.1)."""
+    slowest = max(
+        (c.connect_timeout + c.read_timeout for c in config.carriers.values()), default=0.0
+    )
+    return slowest + margin
 
 
 @dataclass(frozen=True, slots=True)

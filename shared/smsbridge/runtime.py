@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from smsbridge.config import AppConfig, Settings, load_config
+from smsbridge.config import AppConfig, ConfigError, Settings, load_config
 from smsbridge.models import utcnow
 from smsbridge.queueing import DispatchQueue
 from smsbridge.repository import MessageRepository
@@ -92,6 +92,15 @@ class Runtime:
             self._config = self.config_loader(self.settings)
             self._loaded_at = time.monotonic()
         return self._config
+
+    def configuration_problem(self) -> str | None:
+        """Why no request can be served (no configuration put yet, or a bad one), naming what
+        to fix; None when the configuration loads. Handlers answer 503 with it, never 500."""
+        try:
+            self.config()
+        except ConfigError as exc:
+            return str(exc)
+        return None
 
     def repository(self) -> MessageRepository:
         return MessageRepository(self.dynamodb, self.settings.messages_table)

@@ -1,4 +1,7 @@
-"""Metrics (CloudWatch EMF, namespace `smsbridge`) behind a small interface the domain can use.
+"""Metrics (CloudWatch EMF) behind a small interface the domain can use.
+
+The namespace is POWERTOOLS_METRICS_NAMESPACE (per stack in template.yaml: `smsbridge/<stack>`,
+so a staging stack never mixes its metrics with production's), `smsbridge` when unset.
 
 Dimensions are per data point (`carrier`, `status`, `type`), never per message. Data points are
 collected during an invocation and written at its end, one EMF document per dimension set with the
@@ -8,6 +11,7 @@ line, not 100.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,8 +33,8 @@ class EmfMetrics:
     """Aggregates data points per dimension set until `flush` (thread-safe: the poller adds from
     its worker threads)."""
 
-    def __init__(self, namespace: str = "smsbridge") -> None:
-        self._namespace = namespace
+    def __init__(self, namespace: str | None = None) -> None:
+        self._namespace = namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "smsbridge"
         self._pending: dict[Dimensions, AmazonCloudWatchEMFProvider] = {}
         self._lock = threading.Lock()
 

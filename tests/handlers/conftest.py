@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from local.api import http_event
 from local.aws import free_port
-from local.cloudformation import LocalStackResources, deploy
+from local.cloudformation import LocalStackResources, deploy, store_documents
 from local.drivers import sqs_event
 from local.runtime import LambdaContext, load_handler
 from local.simulator import Simulator
@@ -110,15 +110,8 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
             "http://127.0.0.1:9", config, secrets, delay_ms=delay_ms, late_ms=2_500
         )
         simulator.start(port=port)
-        ssm = session.client("ssm")
-        ssm.put_parameter(
-            Name=resources.parameters["ConfigParameterName"],
-            Value=json.dumps(config),
-            Type="String",
-        )
-        session.client("secretsmanager").create_secret(
-            Name=resources.parameters["SecretsId"], SecretString=json.dumps(secrets)
-        )
+        if request.node.get_closest_marker("unconfigured") is None:
+            store_documents(session, resources, json.dumps(config), json.dumps(secrets))
         # Each function's environment as the translated template sets it (tests override some).
         for function in resources.functions.values():
             for name, value in function.environment.items():

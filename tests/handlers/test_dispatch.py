@@ -10,6 +10,7 @@ from botocore.exceptions import ReadTimeoutError
 
 from local.api import http_event
 from local.drivers import sqs_event
+from local.runtime import LambdaContext
 from smsbridge.models import StatusReport
 from smsbridge.repository import MessageRepository
 from smsbridge.statuses import Status
@@ -158,3 +159,34 @@ def test_receipts_that_came_before_the_answer_survive_a_link_whose_answer_was_lo
     assert final is not None
     assert answers_lost and final["status"] == "delivered", final
     assert [s["taken"] for s in submissions(stack, message_id)] == [True, False]
+
+
+def test_dispatch_stops_taking_records_when_the_time_left_cannot_cover_a_submission(
+    stack: Stack,
+) -> None:
+    """A slow carrier (numbers ending 17 answer after the 1.5 s read time-out) and a short
+    function time-out: dispatch starts a submission only while the time left covers the slowest
+    connect + read time-outs and a margin, finishes before its time-out, and hands back the
+    records it never touched as batch failures (not claimed, not tried)."""
+    ids = [accept(stack, f"+491511230{n}017", f"slow-{n}") for n in range(8)]
+    records = stack.receive()
+    assert len(records) == len(ids)
+    dispatch = stack.handler("dispatch")
+    timeout = 10.0  # local config: 3.05 s connect + 1.5 s read + 3 s margin = 7.55 s a try
+    context = LambdaContext(function_name="test", timeout_seconds=timeout)
+    event = sqs_event(records, stack.resources.queue_arn("DispatchQueue"))
+    result = dispatch.lambda_handler(event, context)
+
+    assert context.get_remaining_time_in_millis() > 0, "dispatch ran past its time-out"
+    failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    assert len(failed) == len(records)  # the tried ones back off, the others were never started
+    tried = [i for i in ids if submissions(stack, i)]
+    assert 1 <= len(tried) <= 3
+    untouched = [i for i in ids if i not in tried]
+    for message_id in untouched:
+        item = stack.item(message_id)
+        assert item is not None
+        assert (item["status"], item["attempts"]) == ("queued", 0), item
+    # Handed back at once: visible again for the next invocation, not after 6 minutes.
+    again = {m["MessageId"] for m in stack.receive()}
+    assert len(again) >= len(untouched)

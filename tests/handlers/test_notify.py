@@ -40,7 +40,7 @@ def set_ofsc_callback(stack: Stack, url: str) -> None:
     from aws_lambda_powertools.utilities import parameters
 
     client = boto3.client("ssm", region_name="eu-west-1")
-    name = "/smsbridge/config"
+    name = stack.resources.functions["NotifyFunction"].environment["CONFIG_PARAMETER"]
     config = json.loads(client.get_parameter(Name=name)["Parameter"]["Value"])
     config["clients"]["ofsc"]["callback_url"] = url
     client.put_parameter(Name=name, Value=json.dumps(config), Type="String", Overwrite=True)

@@ -223,3 +223,37 @@ def test_with_5000_open_messages_a_run_reads_only_the_due_ones_through_the_index
     assert calls["UpdateItem"] == 10
     assert calls["SendMessageBatch"] == 1
     print(f"poller run over 5000 open messages, 10 due: {dict(calls)}")
+
+
+def test_two_overlapping_runs_requeue_each_message_once(stack: Stack) -> None:
+    """No reserved concurrency keeps runs apart (SPEC 6.1): two runs at the same time act once on
+    each message, because each change is a conditional write that one run wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    intake = stack.handler("send_message")
+
+    def lost(**_: Any) -> dict[str, Any]:
+        raise ConnectionError("queue unreachable")
+
+    intake.runtime.sqs.send_message_batch = lost
+    for n in range(5):
+        body = {"to": f"+49151123456{n:02d}", "text": "x", "message_id": f"overlap-{n}"}
+        answer = stack.invoke(
+            intake, http_event("POST", "/v1/messages", body=json.dumps(body), headers=bearer())
+        )
+        assert answer["statusCode"] == 202
+    assert stack.receive() == []
+    runs = [poller_at(stack, 121), poller_at(stack, 121)]
+    with ThreadPoolExecutor(2) as pool:
+        summaries = list(
+            pool.map(lambda handler: stack.invoke(handler, {"source": "aws.scheduler"}), runs)
+        )
+    assert sum(s["requeued"] for s in summaries) == 5, summaries
+    queued = []
+    while batch := stack.receive():
+        queued += batch
+        for message in batch:
+            stack.sqs.delete_message(
+                QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+    assert len(queued) == 5

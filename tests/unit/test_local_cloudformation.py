@@ -20,6 +20,7 @@ from local.cloudformation import (
     TemplateError,
     deploy,
     rate_seconds,
+    store_documents,
     translate,
 )
 
@@ -81,7 +82,8 @@ def test_real_template_functions_and_handlers(real: tuple[Any, LocalStackResourc
         assert fn.memory_size == 512  # Globals
     assert resources.functions["DispatchFunction"].timeout == 60
     assert resources.functions["SendMessageFunction"].timeout == 15
-    assert resources.functions["StatusPollerFunction"].reserved_concurrency == 1
+    # No reservation unless a parameter asks (a new account's quota takes none).
+    assert {fn.reserved_concurrency for fn in resources.functions.values()} == {None}
 
 
 def test_real_template_routes(real: tuple[Any, LocalStackResources]) -> None:
@@ -118,12 +120,12 @@ def test_real_template_environment_resolves(real: tuple[Any, LocalStackResources
     env = resources.functions["DispatchFunction"].environment
     assert env["MESSAGES_TABLE"] == resources.table_name("MessagesTable") == "MessagesTable"
     assert env["DISPATCH_QUEUE_URL"] == resources.queue_url("DispatchQueue")
-    assert env["CONFIG_PARAMETER"] == "/smsbridge/config"
-    assert env["SECRETS_ID"] == "smsbridge/secrets"
+    assert env["CONFIG_PARAMETER"] == "/smsbridge-local/config"  # the stack makes it
+    assert env["SECRETS_ID"].startswith("arn:aws:secretsmanager:")  # !Ref of the stack's secret
     assert env["PUBLIC_BASE_URL"] == API_URL  # the PublicBaseUrl parameter
     assert env["AWS_ENDPOINT_URL"] == MOTO_URL  # the LocalEndpointUrl parameter
     assert env["STATUS_TIMEOUT_SECONDS"] == "259200"
-    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "smsbridge"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "smsbridge/smsbridge-local"  # per stack
     # Only dispatch sends receipt URLs: the API's own functions never name the API.
     assert "PUBLIC_BASE_URL" not in resources.functions["SendMessageFunction"].environment
 
@@ -268,3 +270,63 @@ def test_an_invalid_template_is_a_template_error(tmp_path: Path) -> None:
     body = FUNCTIONS.replace("          Handler: app.handle\n", "")
     with mock_aws(), pytest.raises(TemplateError, match="Worker"):
         deploy(boto3.Session(region_name=REGION), write_template(tmp_path, body))
+
+
+# ------------------------------------------------------------------ two stacks, one account
+
+
+def test_two_stacks_of_the_template_live_side_by_side_in_one_moto(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`smsbridge-staging` beside `smsbridge`, as SPEC 6.1 asks: no shared table, queue,
+    configuration, secret or metric namespace, and each stack's functions, run with their own
+    environment, read their own configuration and queue into their own queue."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from smsbridge.config import Settings
+    from smsbridge.runtime import Runtime
+    from tests.support import local_documents
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
+        session = boto3.Session(region_name=REGION)
+        stacks = {
+            name: deploy(session, DEFAULT_TEMPLATE, stack_name=name)
+            for name in ("smsbridge-staging", "smsbridge")
+        }
+        envs = {
+            name: local.functions["DispatchFunction"].environment for name, local in stacks.items()
+        }
+        for key in (
+            "MESSAGES_TABLE",
+            "DISPATCH_QUEUE_URL",
+            "CONFIG_PARAMETER",
+            "SECRETS_ID",
+            "POWERTOOLS_METRICS_NAMESPACE",
+        ):
+            assert envs["smsbridge-staging"][key] != envs["smsbridge"][key], key
+        tables = session.client("dynamodb").list_tables()["TableNames"]
+        assert {envs[name]["MESSAGES_TABLE"] for name in stacks} <= set(tables)
+
+        for name, local in stacks.items():
+            config, secrets = local_documents("http://127.0.0.1:9")
+            config["routes"]["default"] = "ip2sms" if name == "smsbridge" else "smartswitch"
+            store_documents(session, local, json.dumps(config), json.dumps(secrets))
+
+        sqs = session.client("sqs")
+        for name, env in envs.items():
+            runtime = Runtime(
+                settings=Settings.from_env(env),
+                dynamodb=session.client("dynamodb"),
+                sqs_client=sqs,
+            )
+            expected = "ip2sms" if name == "smsbridge" else "smartswitch"
+            assert runtime.config().routes.default == expected
+            assert runtime.queue().enqueue([f"id-of-{name}"]) == []
+        for name, env in envs.items():
+            received = sqs.receive_message(
+                QueueUrl=env["DISPATCH_QUEUE_URL"], MaxNumberOfMessages=10
+            ).get("Messages", [])
+            assert [f"id-of-{name}" in m["Body"] for m in received] == [True], name

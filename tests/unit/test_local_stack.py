@@ -31,6 +31,7 @@ TEMPLATE = """
             QUEUE_URL: !Ref Jobs
             SEEN_URL: !Ref Seen
             CONFIG_PARAMETER: !Ref ConfigParameterName
+            SECRETS_ID: !Ref SecretsId
             STATUS_TIMEOUT_SECONDS: 5
     Resources:
       Table:

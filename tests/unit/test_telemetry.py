@@ -88,3 +88,15 @@ def test_the_handler_decorator_flushes_when_the_handler_raises() -> None:
     with pytest.raises(RuntimeError):
         handler({"boom": "x"}, None)
     assert recording.flushes == 1
+
+
+def test_the_namespace_is_the_stacks_own(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """template.yaml sets POWERTOOLS_METRICS_NAMESPACE per stack (SPEC 6.1)."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "smsbridge/smsbridge-staging")
+    metrics = EmfMetrics()
+    metrics.add("Submitted", carrier="vibes")
+    metrics.flush()
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "smsbridge/smsbridge-staging"

@@ -1,5 +1,6 @@
-"""The template's security settings: access logs, reserved concurrency, and a written reason for
-every checkov finding that is skipped rather than fixed (`make scan` runs checkov itself)."""
+"""The template's security settings: access logs, opt-in reserved concurrency, and a written
+reason for every checkov finding that is skipped rather than fixed (`make scan` runs checkov
+itself)."""
 
 from __future__ import annotations
 
@@ -54,11 +55,12 @@ def test_the_http_api_writes_access_logs_to_a_group_with_retention() -> None:
     assert "$context.requestUri" not in settings["Format"]
 
 
-def test_http_and_queue_functions_have_reserved_concurrency() -> None:
+def test_http_and_queue_functions_can_reserve_concurrency_when_asked() -> None:
+    """Opt-in (a new account's quota takes no reservation, SPEC 6.1): a parameter per group,
+    none by default; `test_template_deployable.py` checks the translated template."""
     found = resources()
     for name in ("SendMessageFunction", "DlrWebhookFunction", "DispatchFunction"):
-        assert "ReservedConcurrentExecutions" in found[name]["Properties"], name
-    dispatch = found["DispatchFunction"]["Properties"]
-    scaling = dispatch["Events"]["Dispatch"]["Properties"]["ScalingConfig"]
-    # Never below the event source's MaximumConcurrency (AWS would throttle the poller).
-    assert dispatch["ReservedConcurrentExecutions"] == scaling["MaximumConcurrency"]
+        reserved = found[name]["Properties"]["ReservedConcurrentExecutions"]
+        _condition, asked, otherwise = reserved["If"]
+        assert otherwise == {"Ref": "AWS::NoValue"}, name
+        assert asked["Ref"].endswith("ReservedConcurrency"), name

@@ -1,5 +1,6 @@
 """Finding messages (SPEC 3.4): GET /v1/messages (search), GET /v1/messages/{client}/{message_id}
-and GET /v1/carriers (support staff), and the support console (GET /console and its assets).
+and GET /v1/carriers (support staff), GET /v1/me (who a token is), and the support console
+(GET /console and its assets).
 
 A function of its own, so that the intake path (send_message) never loads the search or the
 console, and a search never waits behind the intake's reserved concurrency.
@@ -165,6 +166,15 @@ def _carrier_rates() -> dict[str, delivery_stats.CarrierRate]:
     rates = delivery_stats.carrier_rates(entries, since=since, until=until)
     _RATES.update(at=now, rates=rates)
     return rates
+
+
+@app.get("/v1/me")
+def me() -> Response[Any]:
+    """Who a token signs in as (the console asks once, to show what the role may do)."""
+    viewer = _viewer()
+    if isinstance(viewer, Response):
+        return viewer
+    return Response(200, JSON, {"client": viewer.name, "kind": viewer.kind})
 
 
 @app.get("/v1/carriers")

@@ -56,20 +56,26 @@
     token = field.value.trim();
     field.value = "";
     $("sign-in-error").textContent = "";
-    const answer = await api("/v1/carriers");
-    if (answer.status === 401) {
+    const answer = await api("/v1/me");
+    if (answer.status !== 200) {
       token = null;
-      $("sign-in-error").textContent = "That token is not known.";
+      $("sign-in-error").textContent =
+        answer.status === 401 ? "That token is not known." : problem(answer);
       return;
     }
-    support = answer.status === 200;
+    support = answer.body.kind === "support";
     $("sign-in-panel").hidden = true;
     $("main").hidden = false;
     $("sign-out").hidden = false;
     $("who").hidden = false;
-    $("who").textContent = support ? "support (all clients, masked)" : "client (own messages)";
+    $("who").textContent = support
+      ? answer.body.client + " (support: every client, masked)"
+      : answer.body.client + " (own messages)";
     $("carriers-panel").hidden = !support;
-    if (support) showCarriers(answer.body.carriers || {});
+    if (support) {
+      const carriers = await api("/v1/carriers");
+      if (carriers.status === 200) showCarriers(carriers.body.carriers || {});
+    }
     defaultWindow();
   }
 
@@ -80,6 +86,7 @@
     pages.length = 0;
     nextCursor = null;
     $("results").tBodies[0].replaceChildren();
+    $("page-info").textContent = "";
     $("timeline").replaceChildren();
     $("timeline-panel").hidden = true;
     $("main").hidden = true;
@@ -125,6 +132,7 @@
     if ($("status").value) query.set("status", $("status").value);
     query.set("limit", $("limit").value);
     pages.length = 0;
+    $("page-info").textContent = "";
     showPage(null);
   }
 

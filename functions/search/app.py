@@ -76,7 +76,7 @@ def _not_configured(error: ConfigError) -> Response[Any]:
 
 @app.exception_handler(ServiceError)  # type: ignore[untyped-decorator]
 def _service_error(error: ServiceError) -> Response[Any]:
-    return _error(error.status_code, error.msg)
+    return _error(error.status_code, str(error.msg))
 
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]

@@ -48,7 +48,9 @@ def carrier_rates(
         if not since <= inserted < until:
             continue
         carrier = entry.get("carrier")
-        rate = rates.setdefault(carrier if isinstance(carrier, str) and carrier else "-", CarrierRate())
+        rate = rates.setdefault(
+            carrier if isinstance(carrier, str) and carrier else "-", CarrierRate()
+        )
         if is_outcome(status, forwarded_is_outcome=True):
             rate.outcomes += 1
             rate.delivered += status == Status.DELIVERED

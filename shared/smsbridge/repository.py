@@ -660,7 +660,9 @@ class MessageRepository:
                 answer = self._client.batch_get_item(
                     RequestItems=request, ReturnConsumedCapacity="TOTAL"
                 )
-                units += sum(c.get("CapacityUnits", 0.0) for c in answer.get("ConsumedCapacity", []))
+                units += sum(
+                    c.get("CapacityUnits", 0.0) for c in answer.get("ConsumedCapacity", [])
+                )
                 for item in answer.get("Responses", {}).get(self._table, []):
                     if item.get("item_type", {}).get("S") == "message":
                         message = message_from_item(item)
@@ -680,7 +682,9 @@ class MessageRepository:
                 request: dict[str, Any] = {
                     "TableName": self._table,
                     "IndexName": LOG_INDEX,
-                    "KeyConditionExpression": "log_partition = :p AND inserted_at BETWEEN :a AND :b",
+                    "KeyConditionExpression": (
+                        "log_partition = :p AND inserted_at BETWEEN :a AND :b"
+                    ),
                     "ExpressionAttributeValues": {
                         ":p": {"S": f"{day}#{shard}"},
                         ":a": {"S": since},

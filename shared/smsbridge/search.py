@@ -41,6 +41,7 @@ MAX_SPAN = timedelta(days=31)
 SUPPORT_DIGITS = 2
 _LIMIT_TEXT = re.compile(r"^[0-9]{1,3}$")
 _CURSOR_CONTEXT = b"smsbridge search cursor v1"
+_EARLIEST, _LATEST = datetime(2000, 1, 1), datetime(9000, 1, 1)
 
 
 class BadQuery(ValueError):
@@ -101,6 +102,9 @@ def _parse_time(name: str, value: str) -> datetime:
         raise BadQuery(name, "not an ISO 8601 date or time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if not _EARLIEST <= moment.replace(tzinfo=None) <= _LATEST:
+        # Also keeps the time zone shift and the default span clear of datetime's year 1..9999.
+        raise BadQuery(name, "out of range (years 2000 to 9000)")
     return moment.astimezone(UTC)
 
 

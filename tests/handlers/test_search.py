@@ -6,8 +6,6 @@ import json
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import pytest
-
 from local.api import http_event
 from tests.handlers.conftest import Stack
 from tests.support import bearer
@@ -44,7 +42,9 @@ def get(
     return answer["statusCode"], json.loads(answer["body"])
 
 
-def search(stack: Stack, token: str = "demo-token", **query: str) -> tuple[int, dict[str, Any]]:
+def search(
+    stack: Stack, token: str | None = "demo-token", **query: str
+) -> tuple[int, dict[str, Any]]:
     return get(stack, "/v1/messages", token, **query)
 
 
@@ -52,7 +52,7 @@ def every_page(stack: Stack, token: str, **query: str) -> list[list[dict[str, An
     pages = []
     cursor = None
     while True:
-        extra = {"cursor": cursor} if cursor else {}
+        extra: dict[str, str] = {"cursor": cursor} if cursor else {}
         status, body = search(stack, token, **query, **extra)
         assert status == 200, body
         pages.append(body["messages"])
@@ -62,13 +62,19 @@ def every_page(stack: Stack, token: str, **query: str) -> list[list[dict[str, An
 
 
 def test_a_client_finds_its_messages_to_a_number_newest_first(stack: Stack) -> None:
-    send(stack, "demo-token", [{"to": NUMBER, "message_id": f"a-{i}", "text": "hi"} for i in range(3)])
+    send(
+        stack,
+        "demo-token",
+        [{"to": NUMBER, "message_id": f"a-{i}", "text": "hi"} for i in range(3)],
+    )
     send(stack, "demo-token", [{"to": "+380671234502", "message_id": "other", "text": "hi"}])
     status, body = search(stack, to=NUMBER)
     assert status == 200, body
     found = body["messages"]
     assert sorted(m["message_id"] for m in found) == ["a-0", "a-1", "a-2"]
-    assert [m["inserted_at"] for m in found] == sorted((m["inserted_at"] for m in found), reverse=True)
+    assert [m["inserted_at"] for m in found] == sorted(
+        (m["inserted_at"] for m in found), reverse=True
+    )
     assert found[0]["phone_number"] == NUMBER and found[0]["body"] == "hi"
     assert "history" not in found[0]
     assert body["next_cursor"] is None
@@ -143,7 +149,7 @@ def test_another_clients_message_is_404_in_search_get_and_delete(stack: Stack) -
         answer = stack.invoke(handler, event)
         assert answer["statusCode"] == 404, (method, answer["body"])
     # ...while its owner still sees it, and it was not cancelled.
-    status, body = search(stack, "partner-token", to=NUMBER)
+    _, body = search(stack, "partner-token", to=NUMBER)
     assert [m["message_id"] for m in body["messages"]] == ["theirs"]
     assert body["messages"][0]["status"] == "queued"
 
@@ -228,32 +234,34 @@ def test_carriers_are_for_support_only(stack: Stack) -> None:
 # --- bad parameters and the cursor ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        {},
-        {"to": "not a number"},
-        {"to": "+999123"},
-        {"to": NUMBER, "since": "yesterday"},
-        {"to": NUMBER, "until": "2026-13-45"},
-        {"to": NUMBER, "since": "2026-12-02T10:00:00Z", "until": "2026-12-01T10:00:00Z"},
-        {"to": NUMBER, "since": "2026-10-01T00:00:00Z", "until": "2026-12-01T00:00:00Z"},
-        {"to": NUMBER, "limit": "0"},
-        {"to": NUMBER, "limit": "101"},
-        {"to": NUMBER, "limit": "ten"},
-        {"to": NUMBER, "limit": "-1"},
-        {"to": NUMBER, "status": "lost"},
-        {"to": NUMBER, "carrier": "nope"},
-        {"to": NUMBER, "type": "spam"},
-        {"to": NUMBER, "cursor": "garbage"},
-        {"to": NUMBER, "cursor": "a.b.c"},
-        {"to": NUMBER, "colour": "red"},
-    ],
-)
-def test_every_bad_parameter_is_400_json(stack: Stack, query: dict[str, str]) -> None:
-    status, body = search(stack, **query)
-    assert status == 400, body
-    assert body["message"] and body["parameter"]
+BAD_QUERIES = [
+    {},
+    {"to": "not a number"},
+    {"to": "+999123"},
+    {"to": NUMBER, "since": "yesterday"},
+    {"to": NUMBER, "until": "2026-13-45"},
+    {"to": NUMBER, "until": "0001-01-01"},
+    {"to": NUMBER, "since": "9999-12-31T23:59:59-12:00"},
+    {"to": NUMBER, "since": "2026-12-02T10:00:00Z", "until": "2026-12-01T10:00:00Z"},
+    {"to": NUMBER, "since": "2026-10-01T00:00:00Z", "until": "2026-12-01T00:00:00Z"},
+    {"to": NUMBER, "limit": "0"},
+    {"to": NUMBER, "limit": "101"},
+    {"to": NUMBER, "limit": "ten"},
+    {"to": NUMBER, "limit": "-1"},
+    {"to": NUMBER, "status": "lost"},
+    {"to": NUMBER, "carrier": "nope"},
+    {"to": NUMBER, "type": "spam"},
+    {"to": NUMBER, "cursor": "garbage"},
+    {"to": NUMBER, "cursor": "a.b.c"},
+    {"to": NUMBER, "colour": "red"},
+]
+
+
+def test_every_bad_parameter_is_400_json(stack: Stack) -> None:
+    for query in BAD_QUERIES:
+        status, body = search(stack, **query)
+        assert status == 400, (query, body)
+        assert body["message"] and body["parameter"], query
 
 
 def test_repeated_or_badly_encoded_parameters_are_400(stack: Stack) -> None:
@@ -269,8 +277,14 @@ def test_without_credentials_search_is_401(stack: Stack) -> None:
 
 
 def test_a_cursor_works_only_for_its_own_query_and_client(stack: Stack) -> None:
-    send(stack, "demo-token", [{"to": NUMBER, "message_id": f"c-{i}", "text": "x"} for i in range(4)])
-    send(stack, "partner-token", [{"to": NUMBER, "message_id": f"c-{i}", "text": "x"} for i in range(4)])
+    send(
+        stack, "demo-token", [{"to": NUMBER, "message_id": f"c-{i}", "text": "x"} for i in range(4)]
+    )
+    send(
+        stack,
+        "partner-token",
+        [{"to": NUMBER, "message_id": f"c-{i}", "text": "x"} for i in range(4)],
+    )
     cursor = search(stack, to=NUMBER, limit="2")[1]["next_cursor"]
     assert cursor
     assert search(stack, to=NUMBER, limit="2", cursor=cursor)[0] == 200
@@ -292,3 +306,84 @@ def test_search_keeps_no_number_in_clear_in_its_indexes(stack: Stack) -> None:
     digits = NUMBER.lstrip("+")
     assert digits not in item["search_number"]["S"] and digits not in item["search_time"]["S"]
     assert item["search_time"]["S"].startswith("demo#")
+
+
+# --- the backfill --------------------------------------------------------------------------------
+
+
+def test_the_backfill_indexes_messages_stored_before_the_indexes(stack: Stack) -> None:
+    from local import backfill
+
+    send(
+        stack,
+        "demo-token",
+        [{"to": NUMBER, "message_id": f"old-{i}", "text": "x"} for i in range(3)],
+    )
+    for i in range(3):  # as stored before the indexes existed
+        stack.dynamodb.update_item(
+            TableName=stack.table,
+            Key={"id": {"S": _sms_id("demo", f"old-{i}")}},
+            UpdateExpression="REMOVE search_number, search_time",
+        )
+    assert search(stack, to=NUMBER)[1]["messages"] == []
+    secrets_id = stack.resources.parameters["SecretsId"]
+    assert backfill.main(["--table", stack.table, "--secrets-id", secrets_id]) == 0
+    found = search(stack, to=NUMBER)[1]["messages"]
+    assert sorted(m["message_id"] for m in found) == ["old-0", "old-1", "old-2"]
+    assert backfill.backfill(stack.dynamodb, stack.table, "s") == 0  # nothing left to do
+
+
+# --- the console's carrier numbers and the report's -----------------------------------------------
+
+
+def test_carrier_delivery_rates_agree_with_the_report(stack: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from local import report
+    from smsbridge.models import iso
+    from smsbridge.repository import MessageRepository
+    from smsbridge.statuses import Status
+    from tests.support import a_message
+
+    now = datetime.now(UTC)
+    repository = MessageRepository(stack.dynamodb, stack.table)
+    mix = {
+        "smartswitch": ["delivered", "delivered", "undeliverable", "cancelled", "queued"],
+        "vibes": ["forwarded", "delivered", "expired"],
+        "ip2sms": ["delivered", "submitted"],
+        "conceptomovil": ["cancelled"],
+    }
+    for carrier, statuses in mix.items():
+        for n, status in enumerate(statuses):
+            at = iso(now - timedelta(minutes=10 + n))
+            repository.create(
+                a_message(
+                    id=f"{carrier}-{n}",
+                    carrier=carrier,
+                    status=Status(status),
+                    inserted_at=at,
+                    delivered_at=at if status == "delivered" else "",
+                ),
+                next_check_at=None,
+            )
+    old = iso(now - timedelta(hours=30))  # outside the last 24 h
+    repository.create(
+        a_message(id="old", status=Status.FAILED, inserted_at=old), next_check_at=None
+    )
+    answer, body = get(stack, "/v1/carriers", "support-token")
+    assert answer == 200, body
+    console = {name: c["delivery_rate_24h"] for name, c in body["carriers"].items()}
+    since, until = now - timedelta(hours=24), datetime.now(UTC)
+    expected = report.aggregate(
+        report.read_log(stack.dynamodb, stack.table, since=since, until=until),
+        since=since,
+        until=until,
+    )
+    assert {name: s.rate for name, s in expected.by_carrier.items()} == {
+        name: rate
+        for name, rate in console.items()
+        if rate is not None or name in expected.by_carrier
+    }
+    assert console["smartswitch"] == 2 / 3 and console["vibes"] == 1 / 3
+    assert console["ip2sms"] == 1.0 and console["conceptomovil"] is None
+    assert body["carriers"]["smartswitch"]["outcomes_24h"] == 3

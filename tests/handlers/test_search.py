@@ -229,6 +229,9 @@ def test_carriers_are_for_support_only(stack: Stack) -> None:
     }
     assert get(stack, "/v1/carriers", "demo-token")[0] == 403
     assert get(stack, "/v1/carriers", None)[0] == 401
+    assert get(stack, "/v1/me", "support-token") == (200, {"client": "support", "kind": "support"})
+    assert get(stack, "/v1/me", "partner-token") == (200, {"client": "partner", "kind": "json"})
+    assert get(stack, "/v1/me", "nope")[0] == 401
 
 
 # --- bad parameters and the cursor ---------------------------------------------------------------

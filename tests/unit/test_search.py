@@ -163,3 +163,13 @@ def test_a_cursor_is_bound_to_its_viewer_and_query() -> None:
     )
     with pytest.raises(BadQuery):
         other_secret.find(demo, [("to", NUMBER), ("limit", "2"), ("cursor", cursor)])
+
+
+def test_without_a_search_secret_search_is_unavailable() -> None:
+    from smsbridge.search import SearchUnavailable
+
+    cfg = config()
+    bare = AppConfig(clients=cfg.clients, carriers=cfg.carriers, routes=cfg.routes)
+    search = Search(cast(MessageRepository, FakeRepository([], "")), bare, lambda: NOW)
+    with pytest.raises(SearchUnavailable, match="search_index_secret"):
+        search.find(cfg.clients["demo"], [("to", NUMBER)])

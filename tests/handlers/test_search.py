@@ -199,14 +199,19 @@ def test_support_is_read_only(stack: Stack) -> None:
     )
     assert stack.invoke(stack.handler_once("send_message"), event)["statusCode"] == 403
     assert stack.item(_sms_id("demo", "d-1"))["status"] == "queued"  # type: ignore[index]
-    # Support has no OFSC credentials: its token is not an OFSC login.
-    ofsc = http_event(
-        "POST",
-        "/ofsc",
-        body="<x/>",
-        headers={"Authorization": "Bearer support-token", "Content-Type": "text/xml"},
-    )
-    assert stack.invoke(stack.handler_once("send_message"), ofsc)["statusCode"] in (401, 500)
+    # Support has no OFSC credentials: neither its token nor its name is an OFSC login.
+    from tests.handlers.test_ofsc import send_message as ofsc_send
+    from tests.support import basic
+
+    for authorization in ("Bearer support-token", basic("support", "support-token")):
+        ofsc = http_event(
+            "POST",
+            "/ofsc",
+            body=ofsc_send(["o-1"], [NUMBER]),
+            headers={"Authorization": authorization, "Content-Type": "text/xml"},
+        )
+        answer = stack.invoke(stack.handler_once("send_message"), ofsc)
+        assert answer["statusCode"] == 401, answer["body"]
     assert stack.receive(10) != []  # only demo's message was queued
     assert len(search(stack, "support-token", to=NUMBER)[1]["messages"]) == 1
 

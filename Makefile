@@ -71,8 +71,24 @@ unit: install ## unit tests of the layer and the handler tests (moto in-process)
 fuzz: install ## hostile bodies, headers and paths against every route (10,000+ cases)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2100} $(BIN)/pytest tests/handlers/test_fuzz.py -q -s
 
+# The console's browser test (tests/e2e/test_console.py) drives Debian's Chromium with its driver.
+# Installed with apt when missing and apt can run (CI runs as root); otherwise the test is skipped
+# and says why. Never fails the build by itself.
+.PHONY: browser
+browser: ## Chromium and chromedriver for the console's browser test (apt-get, when missing)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "browser: no apt-get; the console's browser test will be skipped"; \
+	else \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+		else echo "browser: not root and no sudo; the console's browser test will be skipped"; exit 0; fi; \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver >/dev/null; } \
+		|| echo "browser: apt-get could not install chromium; the console's browser test will be skipped"; \
+	fi
+
 .PHONY: e2e
-e2e: install ## end-to-end tests through the local stack over HTTP
+e2e: install browser ## end-to-end tests through the local stack over HTTP
 	$(BIN)/pytest tests/e2e -q
 
 # Test files run side by side, one worker per core (at most four): the soak and the end-to-end
@@ -81,8 +97,9 @@ TEST_WORKERS ?= auto
 
 .PHONY: test
 test: ## every check and every test, with the coverage floor
-	@# The two venvs install side by side, then the checks run side by side (output kept per check).
-	$(MAKE) --no-print-directory --jobs=2 $(BIN)/.installed $(SCAN_BIN)/.installed
+	@# The two venvs (and Chromium, for the console's browser test) install side by side, then the
+	@# checks run side by side (output kept per check).
+	$(MAKE) --no-print-directory --jobs=3 $(BIN)/.installed $(SCAN_BIN)/.installed browser
 	$(MAKE) --no-print-directory --jobs=4 --output-sync=target lint typecheck validate scan
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --cov --cov-report=term
 
@@ -101,6 +118,10 @@ soak: install ## N messages through the local stack under injected faults, then 
 .PHONY: report
 report: install ## SMS channel report from the Messages table (ARGS="--since 24h --table NAME")
 	$(BIN)/python -m local.report $(ARGS)
+
+.PHONY: backfill
+backfill: install ## give messages stored before the search indexes their keys (ARGS="--table NAME")
+	$(BIN)/python -m local.backfill $(ARGS)
 
 .PHONY: build
 build: install ## sam build (no container: python3.12 from .venv), then check every wheel is arm64

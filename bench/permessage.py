@@ -138,6 +138,9 @@ INDEX_ATTRIBUTES = {
         "forwarded_to",
         "forwarded_from",
     ),
+    # Keys only, written with the message's first write and never changed.
+    "SearchByNumber": ("search_number",),
+    "SearchByTime": ("search_time",),
 }
 
 

@@ -53,7 +53,8 @@ def credentials(config: dict[str, Any], secrets: dict[str, Any]) -> list[str]:
             parts = [f"Authorization: Bearer {secret['token']}"] if secret.get("token") else []
             if secret.get("callback_secret"):
                 parts.append(f"callback signing secret {secret['callback_secret']}")
-            lines.append(f"  JSON client {name}: " + "; ".join(parts))
+            label = "support client (read-only)" if kind == "support" else "JSON client"
+            lines.append(f"  {label} {name}: " + "; ".join(parts))
     carrier_cfg = config.get("carriers") or {}
     carrier_secrets = secrets.get("carriers") or {}
     for name, settings in carrier_cfg.items():
@@ -82,6 +83,7 @@ def banner(stack: LocalStack) -> str:
             f"smsbridge is running at {stack.api_url}",
             f"  carrier simulator    {stack.sim_url}  (GET /_sim/submissions, /_sim/callbacks)",
             f"  moto (AWS services)  {stack.aws_endpoint}",
+            f"  support console      {stack.api_url}/console",
             "Demo credentials:",
             *credentials(stack.config, stack.secrets),
             f"Routes: {route_text}{', ' if route_text else ''}everything else → {default}",

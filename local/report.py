@@ -49,6 +49,7 @@ _SHARED = str(REPO_ROOT / "shared")
 if _SHARED not in sys.path:  # `python -m local.report` from the repository root
     sys.path.insert(0, _SHARED)
 
+from smsbridge.delivery_stats import is_outcome  # noqa: E402
 from smsbridge.repository import LOG_INDEX, LOG_INDEX_SHARDS  # noqa: E402
 from smsbridge.statuses import FINAL, Status  # noqa: E402
 
@@ -159,7 +160,7 @@ def _add(
         stats.forwarded += 1
     if status not in FINAL:
         stats.open += 1
-    elif status != Status.CANCELLED and (forwarded_is_outcome or status != Status.FORWARDED):
+    elif is_outcome(status, forwarded_is_outcome=forwarded_is_outcome):
         stats.outcomes += 1
     if status == Status.DELIVERED:
         stats.delivered += 1

@@ -125,7 +125,14 @@ def _unauthenticated(event: dict[str, Any]) -> dict[str, Any] | None:
         return None
     headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
     request = HttpRequest(method="", path="", headers=headers)
-    client = auth.json_client_of(request, runtime.config().clients.values())
+    client = auth.json_client_of(request, runtime.config().clients.values(), ("json", "support"))
+    if client is not None and client.kind == "support" and event_method(event) != "GET":
+        # Support staff read (search function); they never send, cancel or change (SPEC 3.4).
+        return {
+            "statusCode": 403,
+            "headers": {"Content-Type": JSON},
+            "body": '{"message":"support clients are read-only"}',
+        }
     if client is not None:
         app.append_context(client=client, intake=_intake)  # type: ignore[no-untyped-call]
         return None
@@ -137,6 +144,10 @@ def _unauthenticated(event: dict[str, Any]) -> dict[str, Any] | None:
         },
         "body": '{"message":"missing or wrong credentials"}',
     }
+
+
+def event_method(event: dict[str, Any]) -> str:
+    return str(event.get("requestContext", {}).get("http", {}).get("method", "")).upper()
 
 
 def _refusal(event: dict[str, Any], status: int, reason: str) -> dict[str, Any]:

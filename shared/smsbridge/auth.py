@@ -35,16 +35,19 @@ def hmac_sha256_hex(secret: str, payload: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()
 
 
-def json_client_of(request: HttpRequest, clients: Iterable[ClientConfig]) -> ClientConfig | None:
-    """The JSON client a request authenticates as (Bearer token or Basic), None when none does.
+def json_client_of(
+    request: HttpRequest, clients: Iterable[ClientConfig], kinds: tuple[str, ...] = ("json",)
+) -> ClientConfig | None:
+    """The client of one of `kinds` a request authenticates as (Bearer token or Basic), None
+    when none does (support clients use the JSON API's credentials too).
 
-    Every JSON client is compared, so the time taken does not depend on which one matched.
+    Every such client is compared, so the time taken does not depend on which one matched.
     """
     token = request.bearer_token()
     basic = request.basic_auth()
     found: ClientConfig | None = None
     for client in clients:
-        if client.kind != "json":
+        if client.kind not in kinds:
             continue
         by_token = token is not None and equals(token, client.token)
         by_basic = basic is not None and credentials_match(

@@ -15,6 +15,7 @@ from typing import Any
 
 FORMATS = ("ip2sms", "vibes", "smartswitch", "conceptomovil")
 MESSAGE_TYPES = ("verification", "medication_request", "text", "2FA")
+CLIENT_KINDS = ("json", "ofsc", "support")
 
 
 class ConfigError(ValueError):
@@ -180,7 +181,8 @@ class CarrierConfig:
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
     name: str
-    #: "json" (the /v1 API) or "ofsc" (the SOAP outbound API).
+    #: "json" (the /v1 API), "ofsc" (the SOAP outbound API) or "support" (read-only: searches
+    #: and reads every client's messages, masked; SPEC 3.4).
     kind: str = "json"
     #: Senders this client may use; empty: the route's carrier default only.
     senders: tuple[str, ...] = ()
@@ -227,6 +229,9 @@ class AppConfig:
     routes: Routes
     #: Status time-out in seconds per message type (SPEC 4.2), falling back to the setting.
     status_timeouts: dict[str, int] = field(default_factory=dict)
+    #: The key of the search index's number hashes (secrets document `search_index_secret`);
+    #: empty: numbers are not indexed and a search by number answers 503.
+    search_index_secret: str = ""
 
     def status_timeout(self, message_type: str, default: int) -> int:
         return self.status_timeouts.get(message_type, default)
@@ -329,8 +334,8 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
         if not isinstance(raw, dict):
             raise ConfigError(f"clients.{name} must be an object")
         kind = _str(raw, "kind", where, "json")
-        if kind not in ("json", "ofsc"):
-            raise ConfigError(f"{where}kind must be json or ofsc")
+        if kind not in CLIENT_KINDS:
+            raise ConfigError(f"{where}kind must be one of {', '.join(CLIENT_KINDS)}")
         workflow = _str(raw, "workflow", where, "advanced")
         if workflow not in ("advanced", "simple"):
             raise ConfigError(f"{where}workflow must be advanced or simple")
@@ -389,6 +394,7 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
         carriers=carriers,
         routes=Routes(default=default, by_type=dict(by_type), by_prefix=dict(by_prefix)),
         status_timeouts=timeouts,
+        search_index_secret=_str(secrets, "search_index_secret", "secrets."),
     )
 
 

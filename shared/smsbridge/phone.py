@@ -101,17 +101,18 @@ def _country_code(digits: str) -> str:
     return ""
 
 
-def mask(phone: str) -> str:
+def mask(phone: str, keep: int = 4) -> str:
     """The number for a log line: "+380******4501".
 
-    Keeps the country code of an E.164 number and the last 4 digits; the rest becomes a fixed run
-    of asterisks, so that the line tells neither the digits nor the length.
+    Keeps the country code of an E.164 number and the last `keep` digits (4 in log lines, 2 for
+    support staff); the rest becomes a fixed run of asterisks, so that it tells neither the digits
+    nor the length.
     """
     digits = "".join(char for char in phone if char.isascii() and char.isdigit())
     if not digits:
         return _MASK if phone.strip() else ""
     if phone.lstrip().startswith("+"):
         code = _country_code(digits)
-        if code and len(digits) > len(code) + 4:
-            return f"+{code}{_MASK}{digits[-4:]}"
-    return f"{_MASK}{digits[-4:]}"
+        if code and len(digits) > len(code) + keep:
+            return f"+{code}{_MASK}{digits[-keep:]}"
+    return f"{_MASK}{digits[-keep:]}"

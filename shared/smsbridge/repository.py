@@ -19,11 +19,12 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, get_type_hints
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from smsbridge import search_keys
 from smsbridge.models import HistoryEntry, Message, Origin, StatusReport, iso, plain
 from smsbridge.statuses import Status
 
@@ -192,11 +193,28 @@ class _Update:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class IndexPage:
+    """One Query of a search index: (inserted_at, sms id) newest first, and whether more follow."""
+
+    entries: list[tuple[str, str]]
+    more: bool
+    read_units: float
+
+
 class MessageRepository:
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        search_secret: Callable[[], str] | None = None,
+    ) -> None:
         self._client = client
         self._table = table_name
         self._conditional_failed = client.exceptions.ConditionalCheckFailedException
+        #: The key of the number index's hashes (read when a message is created).
+        self._search_secret = search_secret
 
     # --- messages -------------------------------------------------------------------------
 
@@ -204,6 +222,9 @@ class MessageRepository:
         """Store a new message once; a repeat returns the stored one and `created` False."""
         item = message_to_item(message)
         item["log_partition"] = _to_av(log_partition_of(message.id, message.inserted_at))
+        secret = self._search_secret() if self._search_secret is not None else ""
+        keys = search_keys.index_keys(secret, message.client, message.phone_number, message.id)
+        item.update({key: _to_av(value) for key, value in keys.items()})
         if next_check_at is not None and not message.is_final:
             item["open_shard"] = _to_av(open_shard_of(message.id))
             item["next_check_at"] = _to_av(next_check_at)
@@ -580,6 +601,114 @@ class MessageRepository:
                     ":one": {"N": "1"},
                     ":limit": {"N": str(limit)},
                 },
+            )
+        except self._conditional_failed:
+            return False
+        return True
+
+    # --- search (SPEC 3.4) ------------------------------------------------------------------
+
+    def search_index(
+        self,
+        index: str,
+        key_name: str,
+        partition: str,
+        *,
+        since: str,
+        until: str,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> IndexPage:
+        """Up to `limit` entries of one search index partition inserted in [since, until],
+        newest first, after the entry `after` (its inserted_at and sms id): key conditions only
+        (eventually consistent, as every index read is)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": "#pk = :pk AND inserted_at BETWEEN :since AND :until",
+            "ExpressionAttributeNames": {"#pk": key_name},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": partition},
+                ":since": {"S": since},
+                ":until": {"S": until},
+            },
+            "ScanIndexForward": False,
+            "Limit": limit,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        if after is not None:
+            request["ExclusiveStartKey"] = {
+                "id": {"S": after[1]},
+                key_name: {"S": partition},
+                "inserted_at": {"S": after[0]},
+            }
+        answer = self._client.query(**request)
+        entries = [(item["inserted_at"]["S"], item["id"]["S"]) for item in answer.get("Items", [])]
+        units = float(answer.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
+        return IndexPage(entries, "LastEvaluatedKey" in answer, units)
+
+    def read_messages(self, sms_ids: Iterable[str]) -> tuple[dict[str, Message], float]:
+        """The messages of `sms_ids` by id, eventually consistent (a search reads what the index
+        read a moment ago), with the read units consumed."""
+        found: dict[str, Message] = {}
+        units = 0.0
+        keys = [{"id": {"S": key}} for key in dict.fromkeys(sms_ids)]
+        while keys:
+            chunk, keys = keys[:100], keys[100:]
+            request: dict[str, Any] = {self._table: {"Keys": chunk}}
+            while request:
+                answer = self._client.batch_get_item(
+                    RequestItems=request, ReturnConsumedCapacity="TOTAL"
+                )
+                units += sum(
+                    c.get("CapacityUnits", 0.0) for c in answer.get("ConsumedCapacity", [])
+                )
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    if item.get("item_type", {}).get("S") == "message":
+                        message = message_from_item(item)
+                        found[message.id] = message
+                request = answer.get("UnprocessedKeys") or {}
+                if request:
+                    time.sleep(0.05)
+        return found, units
+
+    def log_entries(self, since: str, until: str) -> Iterator[dict[str, Any]]:
+        """SMS log entries (`LogByDay`: carrier, type, status, times) inserted in [since, until]:
+        one Query per day partition and shard, never a Scan."""
+        first, last = date.fromisoformat(since[:10]), date.fromisoformat(until[:10])
+        for offset in range((last - first).days + 1):
+            day = (first + timedelta(days=offset)).isoformat()
+            for shard in range(LOG_INDEX_SHARDS):
+                request: dict[str, Any] = {
+                    "TableName": self._table,
+                    "IndexName": LOG_INDEX,
+                    "KeyConditionExpression": (
+                        "log_partition = :p AND inserted_at BETWEEN :a AND :b"
+                    ),
+                    "ExpressionAttributeValues": {
+                        ":p": {"S": f"{day}#{shard}"},
+                        ":a": {"S": since},
+                        ":b": {"S": until},
+                    },
+                }
+                while True:
+                    answer = self._client.query(**request)
+                    yield from (_from_item(item) for item in answer.get("Items", []))
+                    if "LastEvaluatedKey" not in answer:
+                        break
+                    request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def add_search_keys(self, message: Message, secret: str) -> bool:
+        """Give a stored message its search index keys; False when it is gone."""
+        keys = search_keys.index_keys(secret, message.client, message.phone_number, message.id)
+        update = _Update()
+        for key, value in keys.items():
+            update.set(key, value)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": message.id}},
+                **update.request("attribute_exists(id)"),
             )
         except self._conditional_failed:
             return False

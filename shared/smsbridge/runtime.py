@@ -103,7 +103,11 @@ class Runtime:
         return None
 
     def repository(self) -> MessageRepository:
-        return MessageRepository(self.dynamodb, self.settings.messages_table)
+        return MessageRepository(
+            self.dynamodb,
+            self.settings.messages_table,
+            search_secret=lambda: self.config().search_index_secret,
+        )
 
     def queue(self) -> DispatchQueue:
         return DispatchQueue(self.sqs, self.settings.dispatch_queue_url)

@@ -34,6 +34,14 @@ def found(answer: dict[str, Any]) -> None:
     assert body(answer)["message_id"] == "demo-0001"
 
 
+def searched(answer: dict[str, Any]) -> None:
+    assert answer["statusCode"] == 200, answer
+    records = body(answer)["messages"]
+    demo = [r for r in records if (r["client"], r["message_id"]) == ("demo", "demo-0001")]
+    assert len(demo) == 1 and demo[0]["phone_number"] == "+380******01", records
+    assert "body" not in demo[0]
+
+
 def ofsc_accepted(answer: dict[str, Any]) -> None:
     assert answer["statusCode"] == 200, answer
     root = ET.fromstring(answer["body"])
@@ -86,6 +94,7 @@ def polled(answer: dict[str, Any]) -> None:
 REPLAY: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "send_message_json.json": ("SendMessageFunction", accepted),
     "get_message.json": ("SendMessageFunction", found),
+    "search_messages.json": ("SearchFunction", searched),
     "send_message_ofsc.json": ("SendMessageFunction", ofsc_accepted),
     "dispatch_sqs.json": ("DispatchFunction", dispatched),
     "dlr_smartswitch.json": ("DlrWebhookFunction", smartswitch_taken),

@@ -356,3 +356,65 @@ def test_receipts(stack: Stack, carrier: str, body: bytes, query: str, data: st.
     handler = stack.handler_once("dlr_webhook")
     event = dlr_event(carrier, query=query, body=body, headers=headers)
     check_receipt(carrier, stack.invoke(handler, event))
+
+
+SEARCH_PARAMETERS = ["to", "since", "until", "status", "carrier", "type", "limit", "cursor", "x"]
+search_values = st.one_of(
+    nasty_text,
+    st.sampled_from(
+        [
+            "+380671234501",
+            "0671234501",
+            "2026-12-01T00:00:00Z",
+            "2026-12-01",
+            "9999-12-31T23:59:59",
+            "0001-01-01",
+            "delivered",
+            "ip2sms",
+            "2FA",
+            "100",
+            "1e3",
+            "eyJ2IjoiZGVtbyJ9.AAAA",
+        ]
+    ),
+)
+
+
+@FUZZ
+@given(
+    pairs=st.lists(st.tuples(st.sampled_from(SEARCH_PARAMETERS), search_values), max_size=5).map(
+        lambda pairs: [("to", "+380671234501"), *pairs]
+    )
+    | st.lists(st.tuples(st.sampled_from(SEARCH_PARAMETERS), search_values), max_size=5),
+    raw=st.one_of(st.just(""), nasty_text),
+    headers=headers_with(
+        st.one_of(auth_choice("Bearer demo-token"), st.just("Bearer support-token"))
+    ),
+)
+def test_search(
+    stack: Stack, pairs: list[tuple[str, str]], raw: str, headers: dict[str, str]
+) -> None:
+    query = "&".join(f"{k}={quote(v, safe='', errors='surrogatepass')}" for k, v in pairs)
+    handler = stack.handler_once("search")
+    event = http_event("GET", "/v1/messages", query=query or raw, headers=headers)
+    check_json("GET /v1/messages", stack.invoke(handler, event))
+
+
+@FUZZ
+@given(
+    client=st.one_of(st.sampled_from(["demo", "partner", "%2F", "%FF"]), nasty_text),
+    segment=st.one_of(
+        nasty_text.map(lambda s: quote(s, safe="", errors="surrogatepass")),
+        st.sampled_from(["%", "%ZZ", "%FF%FE", "%00", "%2F", "a%2Fb", "x" * 80]),
+    ),
+    token=st.sampled_from(["Bearer support-token", "Bearer demo-token", "Bearer nope"]),
+)
+def test_support_message_paths(stack: Stack, client: str, segment: str, token: str) -> None:
+    handler = stack.handler_once("search")
+    event = http_event(
+        "GET",
+        f"/v1/messages/{quote(client, safe='%', errors='surrogatepass')}/{segment}",
+        route="/v1/messages/{client}/{message_id}",
+        headers={"authorization": token},
+    )
+    check_json("GET /v1/messages/{client}/{id}", stack.invoke(handler, event))

@@ -16,10 +16,6 @@ from tests.handlers.conftest import Stack
 
 pytestmark = pytest.mark.unconfigured
 
-#: The function folder of each template function with HTTP routes.
-FOLDERS = {"SendMessageFunction": "send_message", "DlrWebhookFunction": "dlr_webhook"}
-
-
 def _concrete(path: str) -> tuple[str, dict[str, str]]:
     """/v1/messages/{message_id} → /v1/messages/x, with its path parameters."""
     parameters = dict.fromkeys(re.findall(r"\{(\w+)\+?\}", path), "x")
@@ -40,7 +36,7 @@ def test_every_route_answers_503_naming_what_is_missing(stack: Stack) -> None:
             body="{}" if method == "POST" else "",
             headers={"Authorization": "Bearer demo-token", "Content-Type": "application/json"},
         )
-        answer = stack.invoke(stack.handler_once(FOLDERS[function.logical_id]), event)
+        answer = stack.invoke(stack.handler_once(function.code_uri.name), event)
         where = f"{route.route_key} ({function.logical_id})"
         assert answer["statusCode"] == 503, (where, answer)
         assert answer["headers"]["Retry-After"] == "60", where

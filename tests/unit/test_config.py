@@ -116,7 +116,11 @@ def test_local_configuration_parses(document: dict[str, Any], secrets: dict[str,
         "vibes-longcode",
         "ip2sms",
     }
-    assert set(config.clients) == {"demo", "ofsc"}
+    assert set(config.clients) == {"demo", "ofsc", "partner", "support"}
+    assert config.clients["support"].kind == "support"
+    assert config.clients["support"].token == "support-token"
+    assert config.clients["partner"].token == "partner-token"
+    assert config.search_index_secret
 
     vibes = config.carriers["vibes"]
     assert vibes.format == "vibes"

@@ -97,6 +97,12 @@ def test_real_template_routes(real: tuple[Any, LocalStackResources]) -> None:
         ("SendMessageFunction", "GET /v1/docs"),
         ("SendMessageFunction", "GET /v1/docs.json"),
         ("DlrWebhookFunction", "POST /dlr/{carrier}"),
+        ("SearchFunction", "GET /v1/messages"),
+        ("SearchFunction", "GET /v1/messages/{client}/{message_id}"),
+        ("SearchFunction", "GET /v1/carriers"),
+        ("SearchFunction", "GET /v1/me"),
+        ("SearchFunction", "GET /console"),
+        ("SearchFunction", "GET /console/{asset}"),
     }
 
 

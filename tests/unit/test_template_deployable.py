@@ -69,6 +69,19 @@ FUNCTIONS = {
         ),
     ),
     "DlrWebhookFunction": Uses(frozenset(NAMES | POWERTOOLS), frozenset(LAYER_ACTIONS)),
+    # Search, support reads and the console: reads only (the table and its indexes).
+    "SearchFunction": Uses(
+        frozenset(NAMES | POWERTOOLS),
+        frozenset(
+            {
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:Query",
+                "ssm:GetParameter",
+                "secretsmanager:GetSecretValue",
+            }
+        ),
+    ),
     "StatusPollerFunction": Uses(frozenset(NAMES | POWERTOOLS), frozenset(LAYER_ACTIONS)),
     "NotifyFunction": Uses(
         frozenset(

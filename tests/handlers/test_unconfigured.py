@@ -16,6 +16,7 @@ from tests.handlers.conftest import Stack
 
 pytestmark = pytest.mark.unconfigured
 
+
 def _concrete(path: str) -> tuple[str, dict[str, str]]:
     """/v1/messages/{message_id} → /v1/messages/x, with its path parameters."""
     parameters = dict.fromkeys(re.findall(r"\{(\w+)\+?\}", path), "x")

@@ -253,6 +253,17 @@ def _num(doc: Mapping[str, Any], key: str, where: str, default: float | None) ->
     return float(value)
 
 
+def _check_callback_url(url: str, allowed: tuple[str, ...], key: str) -> None:
+    """A configured callback URL obeys the same address policy as any other (its own text only:
+    names are resolved again before each call)."""
+    from smsbridge import callback_urls  # only for clients that configure one
+
+    try:
+        callback_urls.check(url, allowed, resolver=None, what=key)
+    except callback_urls.RefusedUrl as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> AppConfig:
     """Build the configuration from the document and the secrets; raise ConfigError on any fault."""
     if not isinstance(document, Mapping):
@@ -325,6 +336,10 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
         hosts = raw.get("callback_hosts_allowed", [])
         if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
             raise ConfigError(f"{where}callback_hosts_allowed must be a list of host names")
+        allowed = tuple(host.lower().strip("[]") for host in hosts)
+        callback_url = _str(raw, "callback_url", where)
+        if callback_url:
+            _check_callback_url(callback_url, allowed, f"{where}callback_url")
         secret = secret_clients.get(name, {})
         if not isinstance(secret, dict):
             raise ConfigError(f"secrets.clients.{name} must be an object")
@@ -335,8 +350,8 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
             default_country=_str(raw, "default_country", where).upper(),
             workflow=workflow,
             auth_hash=auth_hash,
-            callback_url=_str(raw, "callback_url", where),
-            callback_hosts_allowed=tuple(host.lower().strip("[]") for host in hosts),
+            callback_url=callback_url,
+            callback_hosts_allowed=allowed,
             company=_str(raw, "company", where, name),
             login=_str(secret, "login", f"secrets.{where}", _str(raw, "login", where, name)),
             password=_str(secret, "password", f"secrets.{where}"),

@@ -125,13 +125,7 @@ def backoff(settings: Settings, attempt: int) -> int:
 
 def ofsc_endpoint(client: ClientConfig, job: Job) -> str:
     """The client's configured callback URL, else https://{app_host}:{app_port}{app_url}."""
-    if client.callback_url:
-        return client.callback_url
-    if not job.app_host:
-        return ""
-    port = f":{job.app_port}" if job.app_port else ""
-    path = job.app_url if job.app_url.startswith("/") else f"/{job.app_url}"
-    return f"https://{job.app_host}{port}{path}"
+    return callback_urls.ofsc_target(client.callback_url, job.app_host, job.app_port, job.app_url)
 
 
 def _host(url: str) -> str:

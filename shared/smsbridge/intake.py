@@ -237,13 +237,14 @@ class Intake:
         now: datetime,
         targets: dict[str, str] | None = None,
     ) -> Message:
+        targets = {} if targets is None else targets
         client_message_id = request.message_id or uuid.uuid4().hex
         if message_id_problem(client_message_id):
             # The protocol layers refuse these before intake; never store one.
             raise ValueError(message_id_problem(client_message_id))
         message_type = printable(request.type or "text")
         problem = request.invalid_reason or text_problem(request.text) or ""
-        problem = problem or self._ofsc_target_problem(client, request, {} if targets is None else targets)
+        problem = problem or self._ofsc_target_problem(client, request, targets)
         country = (request.country or client.default_country or "").upper() or None
         number = printable(request.to.strip())
         region = ""

@@ -172,4 +172,5 @@ def test_a_forbidden_callback_target_is_answered_failed_at_intake(stack: Stack) 
 def test_a_public_callback_target_is_accepted(stack: Stack) -> None:
     ofsc_client_without_callback_url(stack)
     status, root = call(stack, send_message(["target-ok"], ["+4915112345601"]), OK)
+    assert status == 200
     assert texts(root, "status") == ["sending"]

@@ -69,6 +69,8 @@ class Settings:
     store_otp_body: bool = False
     message_ttl_days: int = 90
     orphan_ttl_days: int = 7
+    #: Carrier ids of one carrier that may wait with orphan receipts at a time.
+    orphan_limit: int = 10_000
     max_body_bytes: int = 256 * 1024
     #: notify: its queue and dead-letter queue, tries and back-off of one callback.
     notify_queue_url: str = ""
@@ -118,6 +120,7 @@ class Settings:
             store_otp_body=_env_bool(env, "STORE_OTP_BODY", d.store_otp_body),
             message_ttl_days=_env_int(env, "MESSAGE_TTL_DAYS", d.message_ttl_days, 1),
             orphan_ttl_days=_env_int(env, "ORPHAN_TTL_DAYS", d.orphan_ttl_days, 1),
+            orphan_limit=_env_int(env, "ORPHAN_LIMIT", d.orphan_limit, 1),
             max_body_bytes=_env_int(env, "MAX_BODY_BYTES", d.max_body_bytes, 1),
             notify_queue_url=env.get("NOTIFY_QUEUE_URL") or d.notify_queue_url,
             notify_dead_letter_queue_url=(

@@ -33,7 +33,7 @@ def unique(prefix: str) -> str:
 
 
 def header(call: dict[str, Any], name: str) -> str:
-    return {k.lower(): v for k, v in call["headers"].items()}.get(name.lower(), "")
+    return str({k.lower(): v for k, v in call["headers"].items()}.get(name.lower(), ""))
 
 
 def signed(call: dict[str, Any]) -> bool:

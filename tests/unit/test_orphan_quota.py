@@ -53,7 +53,7 @@ def desk(dynamodb: Any, limit: int, clock: datetime = NOW) -> ReceiptDesk:
         MessageRepository(dynamodb, TABLE),
         Settings(orphan_limit=limit),
         parse_config(json.loads(json.dumps(config)), secrets),
-        DispatchQueue(dynamodb, ""),  # type: ignore[arg-type]  # receipts queue nothing here
+        DispatchQueue(dynamodb, ""),  # receipts queue nothing here
         RecordingMetrics(),
         clock=lambda: clock,
     )

@@ -19,7 +19,7 @@ from smsbridge.notify import KIND_JSON, Job, jobs_for_change
 from smsbridge.notify_delivery import Action, Delivery, Notifier
 from smsbridge.statuses import Status
 from tests.doubles import RecordingMetrics
-from tests.support import a_message, local_documents
+from tests.support import ROOT, a_message, local_documents
 
 SECRET = "demo-callback-secret"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -159,3 +159,21 @@ def test_a_job_queued_without_an_event_id_keeps_a_stable_one() -> None:
     old = Job.from_json(json.dumps(record))
     assert old.event_id == f"{job.thread}:{job.seq}"
     assert Job.from_json(old.to_json()).event_id == old.event_id
+
+
+def test_the_readme_verification_accepts_a_callback_and_refuses_its_replays() -> None:
+    """The ten lines the README shows a receiver do what `verify` does."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("Check a callback on the receiving side", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102  # nosec B102 - our own README
+    readme_verify = namespace["verify"]
+    job = a_job()
+    now = datetime.now(UTC)
+    call, _ = capture(job, at=now)
+    assert readme_verify(SECRET, call.headers, call.body)
+    renamed = {**call.headers, "X-Smsbridge-Event-Id": webhook_signature.new_event_id()}
+    assert not readme_verify(SECRET, renamed, call.body)
+    old, _ = capture(job, at=now - timedelta(minutes=10))
+    assert not readme_verify(SECRET, old.headers, old.body)

@@ -47,7 +47,8 @@ class MessageIn(BaseModel):
         None,
         description=(
             "Where status callbacks go: https, a public address (422 otherwise). Each callback "
-            "is signed: X-Smsbridge-Signature: sha256=<HMAC-SHA256 of the raw body>."
+            "is signed: X-Smsbridge-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "
+            '"<t>.<X-Smsbridge-Event-Id>.<raw body>">.'
         ),
     )
     callback_events: Literal["final", "all"] = Field(

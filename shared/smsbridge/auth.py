@@ -31,7 +31,7 @@ def credentials_match(
 
 
 def hmac_sha256_hex(secret: str, payload: bytes) -> str:
-    """Signature for JSON callbacks: `X-Smsbridge-Signature: sha256=<this>`."""
+    """HMAC-SHA256 of `payload` with `secret`, in hex."""
     return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()
 
 

@@ -84,6 +84,8 @@ class Settings:
     store_otp_body: bool = False
     message_ttl_days: int = 90
     orphan_ttl_days: int = 7
+    #: Carrier ids of one carrier that may wait with orphan receipts at a time.
+    orphan_limit: int = 10_000
     max_body_bytes: int = 256 * 1024
     #: notify: its queue and dead-letter queue, tries and back-off of one callback.
     notify_queue_url: str = ""
@@ -133,6 +135,7 @@ class Settings:
             store_otp_body=_env_bool(env, "STORE_OTP_BODY", d.store_otp_body),
             message_ttl_days=_env_int(env, "MESSAGE_TTL_DAYS", d.message_ttl_days, 1),
             orphan_ttl_days=_env_int(env, "ORPHAN_TTL_DAYS", d.orphan_ttl_days, 1),
+            orphan_limit=_env_int(env, "ORPHAN_LIMIT", d.orphan_limit, 1),
             max_body_bytes=_env_int(env, "MAX_BODY_BYTES", d.max_body_bytes, 1),
             notify_queue_url=env.get("NOTIFY_QUEUE_URL") or d.notify_queue_url,
             notify_dead_letter_queue_url=(
@@ -272,6 +275,17 @@ def _num(doc: Mapping[str, Any], key: str, where: str, default: float | None) ->
     return float(value)
 
 
+def _check_callback_url(url: str, allowed: tuple[str, ...], key: str) -> None:
+    """A configured callback URL obeys the same address policy as any other (its own text only:
+    names are resolved again before each call)."""
+    from smsbridge import callback_urls  # only for clients that configure one
+
+    try:
+        callback_urls.check(url, allowed, resolver=None, what=key)
+    except callback_urls.RefusedUrl as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> AppConfig:
     """Build the configuration from the document and the secrets; raise ConfigError on any fault."""
     if not isinstance(document, Mapping):
@@ -348,6 +362,10 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
         hosts = raw.get("callback_hosts_allowed", [])
         if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
             raise ConfigError(f"{where}callback_hosts_allowed must be a list of host names")
+        allowed = tuple(host.lower().strip("[]") for host in hosts)
+        callback_url = _str(raw, "callback_url", where)
+        if callback_url:
+            _check_callback_url(callback_url, allowed, f"{where}callback_url")
         secret = secret_clients.get(name, {})
         if not isinstance(secret, dict):
             raise ConfigError(f"secrets.clients.{name} must be an object")
@@ -358,8 +376,8 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
             default_country=_str(raw, "default_country", where).upper(),
             workflow=workflow,
             auth_hash=auth_hash,
-            callback_url=_str(raw, "callback_url", where),
-            callback_hosts_allowed=tuple(host.lower().strip("[]") for host in hosts),
+            callback_url=callback_url,
+            callback_hosts_allowed=allowed,
             company=_str(raw, "company", where, name),
             login=_str(secret, "login", f"secrets.{where}", _str(raw, "login", where, name)),
             password=_str(secret, "password", f"secrets.{where}"),

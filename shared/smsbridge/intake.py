@@ -132,7 +132,8 @@ class Intake:
         """
         self._check_callback_urls(client, requests)
         now = self._clock()
-        messages = [self._build(client, request, now) for request in requests]
+        targets: dict[str, str] = {}
+        messages = [self._build(client, request, now, targets) for request in requests]
         if len(messages) > 1:
             with ThreadPoolExecutor(min(WRITE_CONCURRENCY, len(messages))) as pool:
                 results = list(pool.map(lambda message: self._store(message, now), messages))
@@ -193,6 +194,30 @@ class Intake:
                 pass  # not resolvable now: notify checks it again before every call
             checked.add(url)
 
+    @staticmethod
+    def _ofsc_target_problem(
+        client: ClientConfig, request: MessageRequest, checked: dict[str, str]
+    ) -> str:
+        """Why an OFSC message's status could not be told to its target ('' when it can be):
+        the back office hears that at intake, as `failed`, instead of never hearing back."""
+        origin = request.origin
+        if origin.kind != "ofsc" or client.workflow == "simple":
+            return ""
+        url = callback_urls.ofsc_target(
+            client.callback_url, origin.app_host, origin.app_port, origin.app_url
+        )
+        if not url:
+            return ""
+        if url not in checked:
+            try:
+                callback_urls.check(url, client.callback_hosts_allowed, what="callback target")
+                checked[url] = ""
+            except callback_urls.RefusedUrl as exc:
+                checked[url] = str(exc)
+            except callback_urls.UnresolvedHost:
+                checked[url] = ""  # not resolvable now: notify checks it again before the call
+        return checked[url]
+
     def cancel(self, client: ClientConfig, message_id: str) -> tuple[CancelResult, Message | None]:
         cancelled, message = self._repository.cancel(
             sms_id_for(client.name, message_id), now=self._clock(), source=f"client:{client.name}"
@@ -205,13 +230,21 @@ class Intake:
 
     # --- building the record ----------------------------------------------------------------
 
-    def _build(self, client: ClientConfig, request: MessageRequest, now: datetime) -> Message:
+    def _build(
+        self,
+        client: ClientConfig,
+        request: MessageRequest,
+        now: datetime,
+        targets: dict[str, str] | None = None,
+    ) -> Message:
+        targets = {} if targets is None else targets
         client_message_id = request.message_id or uuid.uuid4().hex
         if message_id_problem(client_message_id):
             # The protocol layers refuse these before intake; never store one.
             raise ValueError(message_id_problem(client_message_id))
         message_type = printable(request.type or "text")
         problem = request.invalid_reason or text_problem(request.text) or ""
+        problem = problem or self._ofsc_target_problem(client, request, targets)
         country = (request.country or client.default_country or "").upper() or None
         number = printable(request.to.strip())
         region = ""

@@ -27,6 +27,7 @@ from smsbridge.models import Message, iso
 from smsbridge.originator import view_of
 from smsbridge.repository import message_from_image
 from smsbridge.statuses import Status
+from smsbridge.webhook_signature import new_event_id
 
 KIND_OFSC = "ofsc"
 KIND_JSON = "json"
@@ -59,11 +60,14 @@ class Job:
     app_url: str = ""
     #: When the job was first queued (ISO): bounds how long it waits for the one before it.
     queued_at: str = ""
+    #: Random, made when the job is made and carried in the queue record, so every retry (and a
+    #: redrive from the dead-letter queue) sends the same one: receivers drop repeats by it.
+    event_id: str = ""
 
-    @property
-    def event_id(self) -> str:
-        """Stable per status change: receivers may use it to drop a repeated callback."""
-        return f"{self.thread}:{self.seq}"
+    def __post_init__(self) -> None:
+        if not self.event_id:
+            # A job queued before event ids were random: its status change's old number.
+            object.__setattr__(self, "event_id", f"{self.thread}:{self.seq}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
@@ -115,6 +119,7 @@ def jobs_for_change(old_status: Status | None, new: Message, now: datetime) -> l
         "forwarded_to": view.forwarded_to,
         "forwarded_from": view.forwarded_from,
         "queued_at": iso(now),
+        "event_id": new_event_id(),
     }
     # `terminated` was already told as the final outcome: one final per message, so a real
     # final that replaces it later goes only to `all` listeners.

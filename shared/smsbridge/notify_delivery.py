@@ -4,8 +4,9 @@
   messages (one final per `message_id`: a later job of the same message replaces an earlier one).
   The answer is read per message: `OK` is done, `NOT FOUND` is logged and not retried; a SOAP
   Fault, an unreadable answer or an HTTP error retries the call.
-- JSON jobs are POSTed with `X-Smsbridge-Signature: sha256=<HMAC of the raw body>`; the jobs of
-  one client message go out one after the other, in status order. A non-2xx answer, a time-out or
+- JSON jobs are POSTed signed (`smsbridge.webhook_signature`: the time of the try, the job's
+  event id and the raw body under one HMAC); the jobs of one client message go out one after the
+  other, in status order. A non-2xx answer, a time-out or
   a refused connection retries.
 - Calls run concurrently (NOTIFY_CONCURRENCY), with short time-outs; once an endpoint timed out or
   refused the connection, the batch's other calls to it wait for their retry instead of another
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import smsbridge
-from smsbridge import auth, callback_urls, ofsc
+from smsbridge import callback_urls, ofsc, webhook_signature
 from smsbridge.config import AppConfig, ClientConfig, Settings
 from smsbridge.models import parse_iso, utcnow
 from smsbridge.notify import KIND_OFSC, Job
@@ -125,13 +126,7 @@ def backoff(settings: Settings, attempt: int) -> int:
 
 def ofsc_endpoint(client: ClientConfig, job: Job) -> str:
     """The client's configured callback URL, else https://{app_host}:{app_port}{app_url}."""
-    if client.callback_url:
-        return client.callback_url
-    if not job.app_host:
-        return ""
-    port = f":{job.app_port}" if job.app_port else ""
-    path = job.app_url if job.app_url.startswith("/") else f"/{job.app_url}"
-    return f"https://{job.app_host}{port}{path}"
+    return callback_urls.ofsc_target(client.callback_url, job.app_host, job.app_port, job.app_url)
 
 
 def _host(url: str) -> str:
@@ -367,11 +362,15 @@ class Notifier:
         body = _json_bytes(job)
         headers = {
             "Content-Type": "application/json",
-            "X-Smsbridge-Event-Id": job.event_id,
+            webhook_signature.EVENT_ID_HEADER: job.event_id,
         }
         if unit.client.callback_secret:
-            signature = auth.hmac_sha256_hex(unit.client.callback_secret, body)
-            headers["X-Smsbridge-Signature"] = f"sha256={signature}"
+            headers[webhook_signature.SIGNATURE_HEADER] = webhook_signature.sign(
+                unit.client.callback_secret,
+                job.event_id,
+                body,
+                int(self.clock().timestamp()),
+            )
         try:
             answer = self._post(unit, body, headers)
         except _Failure as failure:

@@ -6,17 +6,25 @@ is linked, whichever of the two comes first. A carrier that forwards a message b
 sends the alternate's receipts under a new id with `fwdFrom` naming the original's: they belong
 to the original's message, which stays one record. The receipts of one request are grouped per
 message and applied with one conditional write per message.
+
+At most ORPHAN_LIMIT carrier ids of one carrier wait with orphans. A receipt that would start
+one more is refused, and the request is answered with the format's own error (429) once the
+rest of it is applied: the carrier sends it again later, and by then its id is usually linked.
+Refusing rather than evicting the oldest keeps the receipts that wait already (an attacker with
+a carrier's credentials cannot push real ones out) and needs no index to find the oldest; the
+metric `OrphanRefused` counts refusals and an alarm watches it.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from smsbridge.carriers import get_format
 from smsbridge.carriers.base import PayloadTooLarge, Receipt, ReceiptAuthError, ReceiptError
 from smsbridge.config import CarrierConfig
 from smsbridge.models import Message, StatusReport
+from smsbridge.repository import OrphanLimitReached, OrphanQuota
 from smsbridge.tracking import StatusTracker
 from smsbridge.web import HttpAnswer, HttpRequest
 
@@ -53,6 +61,15 @@ RECEIPT_EXTRA_IGNORED: dict[str, str] = {
 }
 
 
+class TooManyOrphans(ReceiptError):
+    """Receipts for carrier ids not linked yet were refused: the carrier has ORPHAN_LIMIT ids
+    waiting. Answered in the format's own shape; the carrier is expected to send them again."""
+
+    status_code = 429
+    code = "too_many_unmatched_receipts"
+    title = "Too many unmatched receipts"
+
+
 def unknown_carrier_answer() -> HttpAnswer:
     return HttpAnswer(404, '{"message":"Not Found"}', "application/json")
 
@@ -85,10 +102,33 @@ class ReceiptDesk:
                 extra["dlr_credentials_configured"] = bool(carrier.dlr_password)
             logger.warning("receipt refused", extra=extra)
             return fmt.answer_error(exc)
-        self.apply(carrier, receipts)
+        refused = self.apply(carrier, receipts)
+        if refused:
+            logger.warning(
+                "receipts for unknown carrier ids refused: orphan limit reached",
+                extra={"carrier": carrier.name, "refused": refused},
+            )
+            return fmt.answer_error(
+                TooManyOrphans(
+                    f"{refused} receipts name message ids not known yet and too many are "
+                    "waiting; send them again later"
+                )
+            )
         return fmt.answer_receipts(receipts)
 
-    def apply(self, carrier: CarrierConfig, receipts: list[Receipt]) -> None:
+    def orphan_quota(self, now: datetime) -> OrphanQuota:
+        """Today's place in the per-carrier limit of waiting carrier ids."""
+        day = int(now.timestamp()) // 86_400
+        window = self._settings.orphan_ttl_days
+        return OrphanQuota(
+            limit=self._settings.orphan_limit,
+            day=day,
+            window_days=window,
+            expires_at=(day + window + 2) * 86_400,
+        )
+
+    def apply(self, carrier: CarrierConfig, receipts: list[Receipt]) -> int:
+        """Apply what can be applied; how many receipts were refused by the orphan limit."""
         metrics = self._tracker.metrics
         ids = [r.gateway_id for r in receipts] + [r.forwarded_from for r in receipts]
         links = self._repository.sms_ids_for_gateway_ids(carrier.name, filter(None, ids))
@@ -97,16 +137,26 @@ class ReceiptDesk:
         known: dict[str, Message] = {
             m.id: m for m in self._repository.get_many(dict.fromkeys(links.values()))
         }
-        ttl = int(
-            (self._tracker.clock() + timedelta(days=self._settings.orphan_ttl_days)).timestamp()
-        )
+        now = self._tracker.clock()
+        ttl = int((now + timedelta(days=self._settings.orphan_ttl_days)).timestamp())
+        quota: OrphanQuota | None = self.orphan_quota(now)
+        refused = 0
         groups: dict[str, list[StatusReport]] = {}
         stored: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for receipt in receipts:
             for name in receipt.missing_fields:
                 metrics.add("ReceiptFieldMissing", carrier=carrier.name, field=name)
             report = report_of(carrier, receipt)
-            sms_id, waiting = self._sms_id_of(carrier, receipt, report, links, ttl, stored)
+            try:
+                sms_id, waiting = self._sms_id_of(
+                    carrier, receipt, report, links, ttl, stored, quota
+                )
+            except OrphanLimitReached:
+                # Without a carrier dimension, so that one alarm watches every carrier.
+                metrics.add("OrphanRefused")
+                refused += 1
+                quota = OrphanQuota(0, 0, 0, 0)  # full for the rest of the request: no reads
+                continue
             if sms_id is None:
                 metrics.add("OrphanReceipt", carrier=carrier.name)
                 continue
@@ -136,6 +186,7 @@ class ReceiptDesk:
                             "history_rev": outcome.message.history_rev,
                         },
                     )
+        return refused
 
     def _sms_id_of(
         self,
@@ -145,6 +196,7 @@ class ReceiptDesk:
         links: dict[str, str],
         ttl: int,
         stored: set[tuple[str, tuple[tuple[str, str], ...]]],
+        quota: OrphanQuota | None = None,
     ) -> tuple[str | None, list[StatusReport]]:
         """The message a receipt belongs to (None: kept as an orphan) and the receipts that
         waited for a link this receipt made."""
@@ -160,8 +212,10 @@ class ReceiptDesk:
             seen = (key, tuple(sorted(report.to_dict().items())))
             if seen in stored:
                 return None, []  # the same orphan again in this request: kept once
+            sms_id = self._repository.store_orphan(
+                carrier.name, key, report, expires_at=ttl, quota=quota
+            )
             stored.add(seen)
-            sms_id = self._repository.store_orphan(carrier.name, key, report, expires_at=ttl)
             if sms_id is None:
                 return None, []
             if key == gateway_id:

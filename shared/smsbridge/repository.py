@@ -74,6 +74,33 @@ class LinkOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class OrphanQuota:
+    """At most `limit` carrier ids of one carrier wait with orphan receipts (ORPHAN_LIMIT).
+
+    Counted without a scan: one counter item per carrier and day (`orphans#{carrier}#{day}`,
+    attribute `orphan_ids`) counts the ids that started waiting that day and were not linked
+    since. An orphan lives `window_days` (its TTL), so the counters of today and the
+    `window_days` days before it hold every id still waiting (and, near a day's end, a few that
+    expired already: the count errs on the safe side). Earlier days only ever go down, so a
+    conditional add to today's counter keeps the sum within `limit` under concurrent writers.
+    """
+
+    limit: int
+    #: Today, in days since the epoch (UTC).
+    day: int
+    window_days: int
+    #: TTL of today's counter item.
+    expires_at: int
+    #: The earlier days' count per carrier, read once per quota (it only ever goes down, so a
+    #: copy read earlier errs on the safe side).
+    earlier: dict[str, int] = field(default_factory=dict)
+
+
+class OrphanLimitReached(Exception):
+    """The carrier already has `OrphanQuota.limit` ids waiting: the receipt was not kept."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimOutcome:
     """`message` is set when the claim succeeded; otherwise `current` tells why it did not."""
 
@@ -524,12 +551,16 @@ class MessageRepository:
                     ":ref": {"S": sms_id},
                     ":ttl": {"N": str(expires_at)},
                 },
-                ReturnValues="ALL_NEW",
+                # The link leaves the orphans as they were: the item before it has them, and
+                # tells whether this write is the one that ended the id's wait.
+                ReturnValues="ALL_OLD",
             )
         except self._conditional_failed:
             return LinkOutcome(linked=False, holder=self.sms_id_for_gateway_id(carrier, gateway_id))
-        linked = _from_item(answer.get("Attributes", {}))
-        orphans = [StatusReport.from_dict(dict(raw)) for raw in linked.get("orphans", [])]
+        before = _from_item(answer.get("Attributes", {}))
+        orphans = [StatusReport.from_dict(dict(raw)) for raw in before.get("orphans", [])]
+        if "message_ref" not in before and "orphan_day" in before:
+            self._release_orphan_place(carrier, int(before["orphan_day"]))
         return LinkOutcome(linked=True, holder=sms_id, orphans=orphans)
 
     def sms_id_for_gateway_id(self, carrier: str, gateway_id: str) -> str | None:
@@ -552,36 +583,137 @@ class MessageRepository:
         }
 
     def store_orphan(
-        self, carrier: str, gateway_id: str, report: StatusReport, *, expires_at: int
+        self,
+        carrier: str,
+        gateway_id: str,
+        report: StatusReport,
+        *,
+        expires_at: int,
+        quota: OrphanQuota | None = None,
     ) -> str | None:
         """Keep a receipt for a carrier id not linked yet. If the link appeared meanwhile,
-        store nothing and return the message id it points at."""
+        store nothing and return the message id it points at.
+
+        A carrier id that starts waiting takes a place in the carrier's `quota`
+        (OrphanLimitReached when there is none); one that already waits takes the receipt
+        (up to MAX_ORPHANS) without another. Orphans expire `expires_at`, counted from the
+        first receipt of the id.
+        """
+        key = gateway_key(carrier, gateway_id)
+        for _ in range(2):
+            held = self._add_orphan(key, report)
+            if held is None:
+                return None
+            if "message_ref" in held:
+                return str(held["message_ref"]["S"])
+            if "orphans" in held:
+                logger.warning("orphan receipts of one carrier id at their limit; not kept")
+                return None
+            day = self._take_orphan_place(carrier, quota) if quota is not None else None
+            if self._first_orphan(key, report, expires_at, day):
+                return None
+            if day is not None:  # another receipt for the id got there first
+                self._release_orphan_place(carrier, day)
+        return self.sms_id_for_gateway_id(carrier, gateway_id)
+
+    def _add_orphan(self, key: str, report: StatusReport) -> dict[str, Any] | None:
+        """Add a receipt to a carrier id that waits already; None when done, else the item as
+        it is (empty when there is none)."""
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"id": {"S": gateway_key(carrier, gateway_id)}},
-                UpdateExpression=(
-                    "SET item_type = :gateway, expires_at = :ttl, "
-                    "orphans = list_append(if_not_exists(orphans, :empty), :report)"
-                ),
+                Key={"id": {"S": key}},
+                UpdateExpression="SET orphans = list_append(orphans, :report)",
                 ConditionExpression=(
-                    "attribute_not_exists(message_ref) AND "
-                    "(attribute_not_exists(orphans) OR size(orphans) < :max)"
+                    "attribute_exists(orphans) AND attribute_not_exists(message_ref) "
+                    "AND size(orphans) < :max"
                 ),
                 ExpressionAttributeValues={
-                    ":gateway": {"S": "gateway"},
-                    ":ttl": {"N": str(expires_at)},
-                    ":empty": {"L": []},
                     ":report": _to_av([report.to_dict()]),
                     ":max": {"N": str(MAX_ORPHANS)},
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._conditional_failed as exc:
+            item = exc.response.get("Item")
+            return dict(item) if isinstance(item, dict) else {}
+        return None
+
+    def _first_orphan(
+        self, key: str, report: StatusReport, expires_at: int, day: int | None
+    ) -> bool:
+        """Start a carrier id waiting with its first receipt (False: it waits or is linked)."""
+        values: dict[str, Any] = {
+            ":gateway": {"S": "gateway"},
+            ":ttl": {"N": str(expires_at)},
+            ":report": _to_av([report.to_dict()]),
+        }
+        update = "SET item_type = :gateway, expires_at = :ttl, orphans = :report"
+        if day is not None:
+            update += ", orphan_day = :day"
+            values[":day"] = {"N": str(day)}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": key}},
+                UpdateExpression=update,
+                ConditionExpression=(
+                    "attribute_not_exists(message_ref) AND attribute_not_exists(orphans)"
+                ),
+                ExpressionAttributeValues=values,
             )
         except self._conditional_failed:
-            linked = self.sms_id_for_gateway_id(carrier, gateway_id)
-            if linked is None:
-                logger.warning("orphan receipts of one carrier id at their limit; not kept")
-            return linked
-        return None
+            return False
+        return True
+
+    @staticmethod
+    def _orphan_counter(carrier: str, day: int) -> str:
+        return f"orphans#{carrier}#{day}"
+
+    def _take_orphan_place(self, carrier: str, quota: OrphanQuota) -> int:
+        """Count one more waiting carrier id today; OrphanLimitReached when the carrier has
+        `quota.limit` waiting already."""
+        waiting = quota.earlier.get(carrier)
+        if waiting is None:
+            earlier = (
+                self._orphan_counter(carrier, quota.day - back)
+                for back in range(1, quota.window_days + 1)
+            )
+            waiting = quota.earlier[carrier] = sum(
+                int(item["orphan_ids"]["N"])
+                for item in self._batch_get(earlier, "id, orphan_ids")
+                if "orphan_ids" in item
+            )
+        room = quota.limit - waiting
+        if room <= 0:
+            raise OrphanLimitReached(carrier)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": self._orphan_counter(carrier, quota.day)}},
+                UpdateExpression="SET item_type = :kind, expires_at = :ttl ADD orphan_ids :one",
+                ConditionExpression="attribute_not_exists(orphan_ids) OR orphan_ids < :room",
+                ExpressionAttributeValues={
+                    ":kind": {"S": "orphan_quota"},
+                    ":ttl": {"N": str(quota.expires_at)},
+                    ":one": {"N": "1"},
+                    ":room": {"N": str(room)},
+                },
+            )
+        except self._conditional_failed:
+            raise OrphanLimitReached(carrier) from None
+        return quota.day
+
+    def _release_orphan_place(self, carrier: str, day: int) -> None:
+        """A carrier id counted on `day` waits no more (it was linked)."""
+        with contextlib.suppress(self._conditional_failed):
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": self._orphan_counter(carrier, day)}},
+                UpdateExpression="ADD orphan_ids :minus",
+                ConditionExpression="orphan_ids > :zero",
+                ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
 
     # --- per-carrier rate windows ---------------------------------------------------------
 

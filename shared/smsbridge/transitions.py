@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from smsbridge.carrier_time import recorded_at
 from smsbridge.models import HistoryEntry, Message, StatusReport, iso, sms_id_for
 from smsbridge.statuses import ALTERNATE_ELIGIBLE, Status, decide
 
@@ -189,8 +190,10 @@ def transition(
         if decision.new_status is None:
             continue
         status = decision.new_status
+        # The carrier's time when plausible, never before the status before it (carrier_time).
+        changed_at = iso(recorded_at(report.at, state, now))
         fields["status"] = status
-        fields["status_changed_at"] = iso(report.at or now)
+        fields["status_changed_at"] = changed_at
         fields["description"] = _cut(report.description or str(status))
         if report.gateway_status:
             fields["gateway_status"] = _cut(report.gateway_status)
@@ -201,8 +204,8 @@ def transition(
         if report.forwarded_from and not current.forwarded_from:
             fields["forwarded_from"] = report.forwarded_from
         if status == Status.DELIVERED:
-            fields["delivered_at"] = iso(report.at or now)
-        state = replace(state, status=status)
+            fields["delivered_at"] = changed_at
+        state = replace(state, status=status, status_changed_at=changed_at)
     if history_changed:
         fields["history"], fields["history_dropped"] = bounded(history, current.history_dropped)
     removes: tuple[str, ...] = ()

@@ -7,7 +7,6 @@ The stack runs with NOTIFY_MAX_ATTEMPTS=4 and NOTIFY_BACKOFF_SECONDS=1 (conftest
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -19,12 +18,13 @@ from xml.etree import ElementTree as ET
 import pytest
 import requests
 
+from smsbridge import webhook_signature
 from tests.e2e.conftest import Client
 from tests.e2e.test_flows import ENVELOPE, OFSC
 
 pytestmark = pytest.mark.e2e
 
-SECRET = b"demo-callback-secret"
+SECRET = "demo-callback-secret"
 RANK = {"submitted": 1, "enroute": 2, "unknown": 2, "forwarded": 3, "delivered": 4}
 
 
@@ -32,10 +32,19 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def header(call: dict[str, Any], name: str) -> str:
+    return str({k.lower(): v for k, v in call["headers"].items()}.get(name.lower(), ""))
+
+
 def signed(call: dict[str, Any]) -> bool:
-    expected = hmac.new(SECRET, call["body"].encode(), hashlib.sha256).hexdigest()
-    given = {k.lower(): v for k, v in call["headers"].items()}.get("x-smsbridge-signature", "")
-    return hmac.compare_digest(given, f"sha256={expected}")
+    """The callback verifies as a receiver checks it: signature, event id, time window."""
+    return webhook_signature.verify(
+        SECRET,
+        header(call, webhook_signature.SIGNATURE_HEADER),
+        header(call, webhook_signature.EVENT_ID_HEADER),
+        call["body"].encode(),
+        now=time.time(),
+    )
 
 
 def wait_calls(
@@ -211,6 +220,9 @@ def test_failing_endpoints_are_retried_with_back_off_without_holding_up_a_health
     fail3 = client.callbacks(f"/_sim/callback/{ids['fail3']}")
     always = client.callbacks(f"/_sim/callback/{ids['always']}")
     assert [c["answered"] for c in fail3] == [500, 500, 500, 200]
+    # Every try is signed afresh, under the one event id of the status change.
+    assert all(signed(c) for c in fail3)
+    assert len({header(c, webhook_signature.EVENT_ID_HEADER) for c in fail3}) == 1
     assert [c["answered"] for c in always] == [503, 503, 503, 503]
     (dead,) = _dead_lettered(client, ids["always"])
     assert dead["status"] == "delivered"

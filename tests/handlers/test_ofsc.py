@@ -126,3 +126,51 @@ def test_hostile_or_malformed_bodies_get_a_soap_fault(stack: Stack) -> None:
         assert status == 500
         assert texts(root, "faultcode")
         assert "Traceback" not in ET.tostring(root, encoding="unicode")
+
+
+def ofsc_client_without_callback_url(stack: Stack) -> None:
+    """An OFSC client as in production: status calls go to each message's app_host."""
+    import json
+
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+
+    ssm = boto3.client("ssm", region_name="eu-west-1")
+    name = stack.resources.parameters["ConfigParameterName"]
+    config = json.loads(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+    config["clients"]["ofsc"].pop("callback_url", None)
+    config["clients"]["ofsc"].pop("callback_hosts_allowed", None)
+    ssm.put_parameter(Name=name, Value=json.dumps(config), Type="String", Overwrite=True)
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+def test_a_forbidden_callback_target_is_answered_failed_at_intake(stack: Stack) -> None:
+    ofsc_client_without_callback_url(stack)
+    hosts = ["127.0.0.1", "169.254.169.254", "[64:ff9b::a9fe:a9fe]", "user@93.184.216.34"]
+    messages = "".join(
+        f"<urn:message><urn:app_host>{host}</urn:app_host><urn:app_port>443</urn:app_port>"
+        f"<urn:app_url>/outbound/</urn:app_url><urn:message_id>target-{i}</urn:message_id>"
+        f"<urn:address>+4915112345601</urn:address><urn:body>Hello</urn:body></urn:message>"
+        for i, host in enumerate(hosts)
+    )
+    body = ENVELOPE.format(
+        body=f"<urn:send_message><urn:messages>{messages}</urn:messages></urn:send_message>"
+    )
+    status, root = call(stack, body, OK)
+    assert status == 200
+    assert texts(root, "status") == ["failed"] * len(hosts)
+    descriptions = texts(root, "description")
+    assert "127.0.0.0/8" in descriptions[0]
+    assert "169.254.169.254/32" in descriptions[1]
+    assert "64:ff9b::/96" in descriptions[2]
+    assert "credentials" in descriptions[3]
+    assert all(d.startswith("callback target") for d in descriptions)
+    assert texts(root, "stop_further_attempts") == ["1"] * len(hosts)
+    assert stack.receive(10) == []  # nothing queued: nothing is sent
+
+
+def test_a_public_callback_target_is_accepted(stack: Stack) -> None:
+    ofsc_client_without_callback_url(stack)
+    status, root = call(stack, send_message(["target-ok"], ["+4915112345601"]), OK)
+    assert status == 200
+    assert texts(root, "status") == ["sending"]

@@ -22,7 +22,9 @@ LOCAL = Path(__file__).resolve().parents[2] / "local"
 
 
 def _document() -> dict[str, Any]:
-    result: dict[str, Any] = json.loads((LOCAL / "config.json").read_text(encoding="utf-8"))
+    text = (LOCAL / "config.json").read_text(encoding="utf-8")
+    # The local stack puts the simulator's URL in; the document is checked as it deploys.
+    result: dict[str, Any] = json.loads(text.replace("${SIM_URL}", "http://127.0.0.1:3001"))
     return result
 
 
@@ -312,3 +314,23 @@ def test_local_routes(document: dict[str, Any]) -> None:
     assert routes.carrier_for("+525512345678", "verification") == "conceptomovil"
     assert routes.carrier_for("+12024561111", "2FA") == "vibes"
     assert routes.carrier_for("+442083661177", "text") == "smartswitch"
+
+
+def test_a_configured_callback_url_obeys_the_address_policy() -> None:
+    from smsbridge.config import ConfigError, parse_config
+
+    def document(url: str, allowed: list[str]) -> dict[str, object]:
+        return {
+            "clients": {
+                "ofsc": {"kind": "ofsc", "callback_url": url, "callback_hosts_allowed": allowed}
+            },
+            "carriers": {"c": {"format": "smartswitch", "submit_url": "https://c.example/s"}},
+            "routes": {"default": "c"},
+        }
+
+    with pytest.raises(ConfigError, match=r"clients\.ofsc\.callback_url .*64:ff9b::/96"):
+        parse_config(document("https://[64:ff9b::a9fe:a9fe]/soap", []), {})
+    with pytest.raises(ConfigError, match=r"clients\.ofsc\.callback_url must be an https URL"):
+        parse_config(document("http://ofsc.example/soap", []), {})
+    config = parse_config(document("http://127.0.0.1:3001/_sim/ofsc", ["127.0.0.1"]), {})
+    assert config.clients["ofsc"].callback_url == "http://127.0.0.1:3001/_sim/ofsc"

@@ -1,17 +1,24 @@
 """Settings from the environment, and the clients/carriers/routes document with its secrets.
 
 The document (SPEC 6) lives in SSM Parameter Store (`CONFIG_PARAMETER`); secrets in one Secrets
-Manager secret (`SECRETS_ID`, a JSON object). Both are read through Powertools Parameters, cached
-for `CONFIG_MAX_AGE_SECONDS`. The local stack seeds both from files under `local/`.
+Manager secret (`SECRETS_ID`, a JSON object). Both are read with the runtime's own clients (one
+GetParameter, one GetSecretValue) and cached by the runtime for `CONFIG_MAX_AGE_SECONDS`.
+(Powertools Parameters did the same with a boto3 session of its own per store, which cost a cold
+start a third of its floor.) The local stack seeds both from files under `local/`.
 A bad value raises `ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+    from mypy_boto3_ssm.client import SSMClient
 
 FORMATS = ("ip2sms", "vibes", "smartswitch", "conceptomovil")
 MESSAGE_TYPES = ("verification", "medication_request", "text", "2FA")
@@ -374,18 +381,32 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
     )
 
 
-def load_config(settings: Settings) -> AppConfig:
-    """Read the document and the secrets through Powertools Parameters (cached per container)."""
-    from aws_lambda_powertools.utilities import parameters
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{where} must hold a JSON object") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must hold a JSON object")
+    return value
 
-    document = parameters.get_parameter(
-        settings.config_parameter, transform="json", max_age=settings.config_max_age_seconds
-    )
-    secrets = parameters.get_secret(
-        settings.secrets_id, transform="json", max_age=settings.config_max_age_seconds
-    )
-    if not isinstance(document, dict):
-        raise ConfigError(f"{settings.config_parameter} must hold a JSON object")
-    if not isinstance(secrets, dict):
-        raise ConfigError(f"{settings.secrets_id} must hold a JSON object")
+
+def load_config(
+    settings: Settings, ssm: SSMClient, secretsmanager: SecretsManagerClient
+) -> AppConfig:
+    """Read the document and the secrets, one call each (the caller caches the result).
+
+    A parameter or secret that does not exist raises ConfigError naming it; any other failure
+    of the call (throttling, network) raises the client's own error.
+    """
+    try:
+        answer = ssm.get_parameter(Name=settings.config_parameter)
+    except ssm.exceptions.ParameterNotFound:
+        raise ConfigError(f"{settings.config_parameter} does not exist") from None
+    try:
+        secret = secretsmanager.get_secret_value(SecretId=settings.secrets_id)
+    except secretsmanager.exceptions.ResourceNotFoundException:
+        raise ConfigError(f"{settings.secrets_id} does not exist") from None
+    document = _json_object(answer["Parameter"].get("Value", ""), settings.config_parameter)
+    secrets = _json_object(secret.get("SecretString", ""), settings.secrets_id)
     return parse_config(document, secrets)

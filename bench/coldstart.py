@@ -43,8 +43,9 @@ REGION = "eu-west-1"
 PHONE = "+447911123456"
 AUTH_JSON = {"authorization": "Bearer demo-token", "content-type": "application/json"}
 OFSC_HEADERS = {"authorization": "Basic b2ZzYzpvZnNjLXNlY3JldA==", "content-type": "text/xml"}
-#: The simulator posts receipts only this late, to an address where nothing listens.
-RECEIPT_DELAY_MS = 600_000
+#: The simulator posts receipts only this late (after the bench), to an address where nothing
+#: listens.
+RECEIPT_DELAY_MS = 3_600_000
 NO_LISTENER_URL = "http://127.0.0.1:9"
 FLOOR = "floor"
 FLOOR_CARRIER = "floor_carrier"

@@ -13,6 +13,7 @@ a dispatch that queues nothing never makes the SQS client).
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class Runtime:
     _loaded_at: float = 0.0
     _ssm: SSMClient | None = None
     _secretsmanager: SecretsManagerClient | None = None
+    #: Clients made on first use may be asked for by several threads at once (intake's enqueue
+    #: pool), and a boto3 session must not make clients in two threads at the same time.
+    _clients_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_env(cls) -> Runtime:
@@ -90,9 +94,10 @@ class Runtime:
     def sqs(self) -> SQSClient:
         """Made when first needed, not on a cold start: receipts and most poller runs queue
         nothing, and a second client costs a tenth of the floor."""
-        if self.sqs_client is None:
-            self.sqs_client = aws_client("sqs")
-        return self.sqs_client
+        with self._clients_lock:
+            if self.sqs_client is None:
+                self.sqs_client = aws_client("sqs")
+            return self.sqs_client
 
     @property
     def sqs_when_called(self) -> SQSClient:
@@ -104,16 +109,18 @@ class Runtime:
     @property
     def ssm(self) -> SSMClient:
         """The SSM client (the configuration document), made on first use."""
-        if self._ssm is None:
-            self._ssm = aws_client("ssm")
-        return self._ssm
+        with self._clients_lock:
+            if self._ssm is None:
+                self._ssm = aws_client("ssm")
+            return self._ssm
 
     @property
     def secretsmanager(self) -> SecretsManagerClient:
         """The Secrets Manager client (the secrets), made on first use."""
-        if self._secretsmanager is None:
-            self._secretsmanager = aws_client("secretsmanager")
-        return self._secretsmanager
+        with self._clients_lock:
+            if self._secretsmanager is None:
+                self._secretsmanager = aws_client("secretsmanager")
+            return self._secretsmanager
 
     def _load_config(self, settings: Settings) -> AppConfig:
         return load_config(settings, self.ssm, self.secretsmanager)

@@ -108,8 +108,8 @@ run: install ## the whole system on loopback: moto, HTTP API, drivers, carrier s
 	$(BIN)/python -m local
 
 .PHONY: bench
-bench: install ## cold-import ratios per handler and AWS calls per message
-	$(BIN)/python -m bench
+bench: install ## cold imports, cold start per route, AWS calls per message ... (PART=coldstart: cold start only)
+	$(BIN)/python -m bench $(PART)
 
 .PHONY: soak
 soak: install ## N messages through the local stack under injected faults, then an audit (N=10000)

@@ -1,8 +1,10 @@
-"""`python -m bench`: cold-import ratios per handler, AWS calls per message, warm CPU per
-message per handler, DynamoDB units, log bytes, local throughput and cost per million delivered
-messages, then one summary table of every figure against its baseline or floor.
+"""`python -m bench`: cold-import ratios per handler, cold start per route (import + first
+answer), AWS calls per message, warm CPU per message per handler, DynamoDB units, log bytes, local
+throughput and cost per million delivered messages, then one summary table of every figure against
+its baseline or floor. `python -m bench coldstart` runs the cold start per route only.
 
-Options: `--runs N` timed imports per handler (default 7); `--skip-imports`, `--skip-calls`,
+Options: `--runs N` timed imports per handler (default 7); `--cold-runs N` fresh processes per
+route for the cold start (default 5); `--skip-imports`, `--skip-coldstart`, `--skip-calls`,
 `--skip-per-message`, `--skip-throughput` to leave a part out; `--throughput-messages N`.
 """
 
@@ -15,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import awscalls, coldimport, permessage, summary
+from bench import awscalls, coldimport, coldstart, permessage, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,9 +28,25 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         description="Cold-import time of each handler and AWS calls per message.",
     )
     parser.add_argument(
+        "part",
+        nargs="?",
+        choices=("all", "coldstart"),
+        default="all",
+        help="`coldstart`: only the cold start per route (default: all)",
+    )
+    parser.add_argument(
         "--runs", type=int, default=7, help="timed fresh processes per handler (default 7)"
     )
+    parser.add_argument(
+        "--cold-runs",
+        type=int,
+        default=5,
+        help="timed fresh processes per route for the cold start (default 5)",
+    )
     parser.add_argument("--skip-imports", action="store_true", help="skip the cold imports")
+    parser.add_argument(
+        "--skip-coldstart", action="store_true", help="skip the cold start per route"
+    )
     parser.add_argument("--skip-calls", action="store_true", help="skip the AWS call counts")
     parser.add_argument(
         "--skip-per-message", action="store_true", help="skip CPU, units, logs and cost"
@@ -43,8 +61,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="messages through the local stack for the throughput (default 120)",
     )
     args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
+    if args.runs < 1 or args.cold_runs < 1:
+        parser.error("--runs and --cold-runs must be at least 1")
+    if args.part == "coldstart":
+        args.skip_imports = args.skip_calls = args.skip_per_message = True
+        args.skip_throughput = True
+        args.skip_coldstart = False
     return args
 
 
@@ -82,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         _print([*coldimport.format_report(report), ""])
         status |= int(report.failed)
         found.cold = report
+    if not args.skip_coldstart:
+        try:
+            cold = coldstart.measure(ROOT, args.cold_runs)
+        except coldstart.ProbeFailure as exc:
+            print(f"Cold start: FAILED: {exc}", file=sys.stderr, flush=True)
+            status = 1
+        else:
+            _print([*coldstart.format_report(cold), ""])
+            status |= int(cold.failed)
+            found.cold_start = cold
     if not args.skip_calls:
         try:
             calls = awscalls.run(ROOT)

@@ -4,11 +4,11 @@ In one process under moto: the Messages table and the dispatch queue are created
 template.yaml, the configuration document and the secrets are seeded from local/, and the carrier
 simulator answers the submissions. The send_message and dispatch handler modules are imported by
 path and invoked with the events AWS would deliver. A `before-call` hook on the handlers' own
-clients (and on the Powertools Parameters clients) records every API call.
+clients (the configuration's SSM and Secrets Manager clients too) records every API call.
 
 Configuration reads are shown apart: they are cached per container, so they do not scale with
-messages. Before the first invocation of each handler the Powertools cache is emptied, as in a
-fresh container of that function.
+messages. Each handler module is loaded afresh, so its first invocation reads the configuration
+as a fresh container of that function does.
 """
 
 from __future__ import annotations
@@ -158,20 +158,6 @@ class CallsReport:
 # ------------------------------------------------------------------------------ the harness
 
 
-def fresh_parameter_providers(recorder: CallRecorder) -> None:
-    """Empty the Powertools Parameters cache (a new container) and hook its new clients."""
-    from aws_lambda_powertools.utilities import parameters
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
-
-    DEFAULT_PROVIDERS.clear()  # what parameters.clear_caches() does
-    ssm = parameters.SSMProvider()
-    secrets = parameters.SecretsProvider()
-    DEFAULT_PROVIDERS["ssm"] = ssm
-    DEFAULT_PROVIDERS["secrets"] = secrets
-    recorder.attach(ssm.client)
-    recorder.attach(secrets.client)
-
-
 def receive(sqs: SQSClient, queue_url: str, count: int) -> list[dict[str, Any]]:
     """Exactly `count` records from the queue, as the event source would take them."""
     got: list[dict[str, Any]] = []
@@ -218,14 +204,11 @@ class Harness:
         self.send = load_module(functions / "send_message" / "app.py", "bench_send_message_app")
         self.dispatch = load_module(functions / "dispatch" / "app.py", "bench_dispatch_app")
         for module in (self.send, self.dispatch):
-            recorder.attach(module.runtime.dynamodb)
-            recorder.attach(module.runtime.sqs)
-        self._cold = {"send_message", "dispatch"}
+            runtime = module.runtime
+            for client in (runtime.dynamodb, runtime.sqs, runtime.ssm, runtime.secretsmanager):
+                recorder.attach(client)
 
     def _invoke(self, name: str, module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
-        if name in self._cold:
-            self._cold.discard(name)
-            fresh_parameter_providers(self.recorder)
         answer: dict[str, Any] = module.lambda_handler(event, LambdaContext(function_name=name))
         return answer
 

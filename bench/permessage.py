@@ -38,7 +38,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.awscalls import CallRecorder, fresh_parameter_providers, moto_stack
+from bench.awscalls import moto_stack
 from bench.tables import render
 from local.api import http_event
 from local.drivers import sqs_event
@@ -403,12 +403,8 @@ class Handlers:
             runtime.metrics = tee
             self.tees[name] = tee
             self.modules[name] = module
-        self._cold = set(self.modules)
 
     def invoke(self, name: str, event: dict[str, Any]) -> Any:
-        if name in self._cold:
-            self._cold.discard(name)
-            fresh_parameter_providers(CallRecorder())
         module = self.modules[name]
         with self.meter.measuring(name):
             return module.lambda_handler(event, LambdaContext(function_name=name))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench import awscalls, coldimport, permessage
+from bench import awscalls, coldimport, coldstart, permessage
 from bench.tables import render
 
 
 @dataclass(slots=True)
 class Found:
     cold: coldimport.ColdImportReport | None = None
+    cold_start: coldstart.ColdStartReport | None = None
     calls: awscalls.CallsReport | None = None
     per_message: permessage.PerMessageReport | None = None
     throughput: dict[str, float] = field(default_factory=dict)
@@ -56,6 +57,19 @@ def format_summary(found: Found) -> list[str]:
                         f"{timing.median:.0f} ms",
                         f"{base:.0f} ms (import boto3 + a client)",
                         f"{timing.median / base:.2f}x",
+                    ]
+                )
+    start = found.cold_start
+    if start is not None:
+        for name, row in start.rows.items():
+            if row.target.floor and row.samples:
+                floor = start.rows[row.target.floor]
+                rows.append(
+                    [
+                        f"cold start: {row.target.label}",
+                        f"{row.cold_ms:.0f} ms",
+                        f"{floor.cold_ms:.0f} ms ({floor.target.label.removeprefix('floor: ')})",
+                        f"{start.ratio(name):.2f}x",
                     ]
                 )
     gap = calls_gap(found.calls)
@@ -119,4 +133,11 @@ def format_summary(found: Found) -> list[str]:
     if gaps:
         worst = max(gaps, key=lambda g: g.ratio)
         lines += ["", f"LARGEST GAP TO ITS FLOOR: {worst.name}: {worst.ratio:.2f}x its floor"]
+    slowest = start.worst() if start is not None else None
+    if start is not None and slowest is not None:
+        lines += [
+            "",
+            f"WORST COLD START (import + first answer): {slowest.target.label}: "
+            f"{start.ratio(slowest.target.name):.2f}x its floor",
+        ]
     return lines

@@ -38,7 +38,7 @@ def http_session() -> requests.Session:
 def _queue() -> NotifyQueue:
     settings = runtime.settings
     return NotifyQueue(
-        runtime.sqs, settings.notify_queue_url, settings.notify_dead_letter_queue_url
+        runtime.sqs_when_called, settings.notify_queue_url, settings.notify_dead_letter_queue_url
     )
 
 

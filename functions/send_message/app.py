@@ -41,10 +41,17 @@ def _intake() -> Intake:
 
 @functools.cache
 def _include_json_api() -> None:
-    """The JSON API's routes, models and OpenAPI document, on the first /v1 request only."""
+    """The JSON API's routes and models, on the first /v1 request only."""
     from smsbridge import json_api
 
     app.include_router(json_api.build_router())
+
+
+@functools.cache
+def _include_docs() -> None:
+    """The Swagger UI route, on the first /v1/docs request only: Powertools' OpenAPI document
+    models cost a first JSON API answer more than the cold-start floor's import."""
+    _include_json_api()
     app.enable_swagger(
         path="/v1/docs",
         title="smsbridge JSON API",
@@ -221,6 +228,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     unavailable = _not_configured(event)
     if unavailable is not None:
         return unavailable
-    if str(event.get("rawPath", "")).startswith("/v1/"):
+    path = str(event.get("rawPath", ""))
+    if path.startswith("/v1/docs"):
+        _include_docs()
+    elif path.startswith("/v1/"):
         _include_json_api()
     return _admit(event) or app.resolve(event, context)

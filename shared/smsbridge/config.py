@@ -1,17 +1,24 @@
 """Settings from the environment, and the clients/carriers/routes document with its secrets.
 
 The document (SPEC 6) lives in SSM Parameter Store (`CONFIG_PARAMETER`); secrets in one Secrets
-Manager secret (`SECRETS_ID`, a JSON object). Both are read through Powertools Parameters, cached
-for `CONFIG_MAX_AGE_SECONDS`. The local stack seeds both from files under `local/`.
+Manager secret (`SECRETS_ID`, a JSON object). Both are read with the runtime's own clients (one
+GetParameter, one GetSecretValue) and cached by the runtime for `CONFIG_MAX_AGE_SECONDS`.
+(Powertools Parameters did the same with a boto3 session of its own per store, which cost a cold
+start a third of its floor.) The local stack seeds both from files under `local/`.
 A bad value raises `ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+    from mypy_boto3_ssm.client import SSMClient
 
 FORMATS = ("ip2sms", "vibes", "smartswitch", "conceptomovil")
 MESSAGE_TYPES = ("verification", "medication_request", "text", "2FA")
@@ -430,37 +437,41 @@ def check_secrets(secrets: Any) -> None:
                 _str(entry, key, f"{where}.")
 
 
-def load_config(settings: Settings) -> AppConfig:
-    """Read the document and the secrets through Powertools Parameters (cached per container)."""
-    from aws_lambda_powertools.utilities import parameters
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
+def _json_object(text: str, where: str) -> dict[str, Any]:
     try:
-        document = parameters.get_parameter(
-            settings.config_parameter, transform="json", max_age=settings.config_max_age_seconds
-        )
-    except GetParameterError as exc:
-        if "ParameterNotFound" not in str(exc):
-            raise
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{where} must hold a JSON object") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must hold a JSON object")
+    return value
+
+
+def load_config(
+    settings: Settings, ssm: SSMClient, secretsmanager: SecretsManagerClient
+) -> AppConfig:
+    """Read the document and the secrets, one call each (the caller caches the result).
+
+    A parameter or secret that does not exist, or the stack's starting content, raises
+    NotConfigured naming what is missing; any other failure of the call (throttling, network)
+    raises the client's own error.
+    """
+    try:
+        answer = ssm.get_parameter(Name=settings.config_parameter)
+    except ssm.exceptions.ParameterNotFound:
         raise NotConfigured(
             f"the parameter {settings.config_parameter} does not exist; {PUT_CONFIG}",
             [settings.config_parameter],
         ) from None
     try:
-        secrets = parameters.get_secret(
-            settings.secrets_id, transform="json", max_age=settings.config_max_age_seconds
-        )
-    except GetParameterError as exc:
-        if "ResourceNotFoundException" not in str(exc):
-            raise
+        secret = secretsmanager.get_secret_value(SecretId=settings.secrets_id)
+    except secretsmanager.exceptions.ResourceNotFoundException:
         raise NotConfigured(
             f"the secret {settings.secrets_id} does not exist; {PUT_SECRETS}",
             [settings.secrets_id],
         ) from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"{settings.config_parameter} must hold a JSON object")
-    if not isinstance(secrets, dict):
-        raise ConfigError(f"{settings.secrets_id} must hold a JSON object")
+    document = _json_object(answer["Parameter"].get("Value", ""), settings.config_parameter)
+    secrets = _json_object(secret.get("SecretString", ""), settings.secrets_id)
     config = parse_config(document, secrets)
     if config.clients and not secrets.get("clients") and not secrets.get("carriers"):
         # The secret's starting content beside a real configuration: nobody could sign in.

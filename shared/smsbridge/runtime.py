@@ -1,17 +1,24 @@
 """The composition root the handlers share: settings, AWS clients, configuration and services.
 
-Handlers build one `Runtime` at import (clients only); the configuration document and secrets are
-read on first use and cached for `CONFIG_MAX_AGE_SECONDS`.
+Handlers build one `Runtime` at import (the DynamoDB client only); the configuration document and
+secrets are read on first use and cached for `CONFIG_MAX_AGE_SECONDS`.
+
+Every client comes from boto3's one default session, so botocore's loader reads its endpoint,
+partition and retry data once per process, not once per client: a client of its own session
+costs about a third of the cold-start floor, one more client of the shared session a tenth or
+less. Clients other than DynamoDB are made when a call first needs them (a receipt, a lookup or
+a dispatch that queues nothing never makes the SQS client).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from smsbridge.config import AppConfig, ConfigError, Settings, load_config
 from smsbridge.models import utcnow
@@ -22,7 +29,9 @@ from smsbridge.tracking import StatusTracker
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
     from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_ssm.client import SSMClient
 
 
 Event = TypeVar("Event")
@@ -30,7 +39,8 @@ Result = TypeVar("Result")
 
 
 def aws_client(service: str) -> Any:
-    """A boto3 client with tight time-outs and standard retries (one per container).
+    """A boto3 client with tight time-outs and standard retries (one per container), from boto3's
+    default session (shared by every client of the process: one botocore loader).
 
     Its connection pool fits the most threads one invocation runs on it (intake's 16 concurrent
     writes, the poller's and notify's pools): a smaller pool opens and drops a connection per call.
@@ -47,6 +57,16 @@ def aws_client(service: str) -> Any:
     return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 
+class _OnFirstCall:
+    """Stands for a client that is made when one of its methods is first looked up."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._make(), name)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -55,9 +75,16 @@ class Runtime:
     sqs_client: SQSClient | None = None
     metrics: MetricSink = field(default_factory=EmfMetrics)
     clock: Callable[[], datetime] = utcnow
-    config_loader: Callable[[Settings], AppConfig] = load_config
+    #: Reads the configuration; None: `load_config` with this runtime's SSM and Secrets Manager
+    #: clients.
+    config_loader: Callable[[Settings], AppConfig] | None = None
     _config: AppConfig | None = None
     _loaded_at: float = 0.0
+    _ssm: SSMClient | None = None
+    _secretsmanager: SecretsManagerClient | None = None
+    #: Clients made on first use may be asked for by several threads at once (intake's enqueue
+    #: pool), and a boto3 session must not make clients in two threads at the same time.
+    _clients_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_env(cls) -> Runtime:
@@ -67,9 +94,36 @@ class Runtime:
     def sqs(self) -> SQSClient:
         """Made when first needed, not on a cold start: receipts and most poller runs queue
         nothing, and a second client costs a tenth of the floor."""
-        if self.sqs_client is None:
-            self.sqs_client = aws_client("sqs")
-        return self.sqs_client
+        with self._clients_lock:
+            if self.sqs_client is None:
+                self.sqs_client = aws_client("sqs")
+            return self.sqs_client
+
+    @property
+    def sqs_when_called(self) -> SQSClient:
+        """The SQS client for a queue that may send nothing: made at its first call."""
+        if self.sqs_client is not None:
+            return self.sqs_client
+        return cast("SQSClient", _OnFirstCall(lambda: self.sqs))
+
+    @property
+    def ssm(self) -> SSMClient:
+        """The SSM client (the configuration document), made on first use."""
+        with self._clients_lock:
+            if self._ssm is None:
+                self._ssm = aws_client("ssm")
+            return self._ssm
+
+    @property
+    def secretsmanager(self) -> SecretsManagerClient:
+        """The Secrets Manager client (the secrets), made on first use."""
+        with self._clients_lock:
+            if self._secretsmanager is None:
+                self._secretsmanager = aws_client("secretsmanager")
+            return self._secretsmanager
+
+    def _load_config(self, settings: Settings) -> AppConfig:
+        return load_config(settings, self.ssm, self.secretsmanager)
 
     def publishes_metrics(
         self, handler: Callable[[Event, Any], Result]
@@ -89,7 +143,8 @@ class Runtime:
     def config(self) -> AppConfig:
         age = time.monotonic() - self._loaded_at
         if self._config is None or age > self.settings.config_max_age_seconds:
-            self._config = self.config_loader(self.settings)
+            loader = self.config_loader or self._load_config
+            self._config = loader(self.settings)
             self._loaded_at = time.monotonic()
         return self._config
 
@@ -110,7 +165,7 @@ class Runtime:
         )
 
     def queue(self) -> DispatchQueue:
-        return DispatchQueue(self.sqs, self.settings.dispatch_queue_url)
+        return DispatchQueue(self.sqs_when_called, self.settings.dispatch_queue_url)
 
     def tracker(self) -> StatusTracker:
         return StatusTracker(

@@ -208,3 +208,26 @@ def test_a_callback_url_inside_the_network_is_422_and_stores_nothing(stack: Stac
         assert '"callback_url"' in str(answer["body"]) and "1" in str(answer["body"])
     assert stack.dynamodb.scan(TableName=stack.table)["Count"] == 0
     assert stack.receive() == []
+
+
+def test_a_cold_lookup_reads_the_configuration_once_and_makes_no_sqs_client(stack: Stack) -> None:
+    """A new environment that only looks messages up never pays for the SQS client, and every
+    client it makes comes from one session (one botocore loader for the process)."""
+    handler = stack.handler("send_message")
+    event = http_event(
+        "GET",
+        "/v1/messages/nope",
+        route="/v1/messages/{message_id}",
+        headers=bearer(),
+        path_parameters={"message_id": "nope"},
+    )
+
+    assert stack.invoke(handler, event)["statusCode"] == 404
+    assert stack.invoke(handler, event)["statusCode"] == 404
+
+    runtime = handler.runtime
+    assert runtime.sqs_client is None
+    loaders = {
+        id(client._loader) for client in (runtime.dynamodb, runtime.ssm, runtime.secretsmanager)
+    }
+    assert len(loaders) == 1

@@ -334,3 +334,31 @@ def test_a_configured_callback_url_obeys_the_address_policy() -> None:
         parse_config(document("http://ofsc.example/soap", []), {})
     config = parse_config(document("http://127.0.0.1:3001/_sim/ofsc", ["127.0.0.1"]), {})
     assert config.clients["ofsc"].callback_url == "http://127.0.0.1:3001/_sim/ofsc"
+
+
+def test_load_config_reads_both_stores_and_names_what_is_missing() -> None:
+    import boto3
+    from moto import mock_aws
+
+    from smsbridge.config import load_config
+
+    settings = Settings(config_parameter="/smsbridge/config", secrets_id="smsbridge/secrets")
+    with mock_aws():
+        ssm = boto3.client("ssm", region_name="eu-west-1")
+        secretsmanager = boto3.client("secretsmanager", region_name="eu-west-1")
+        with pytest.raises(ConfigError, match="/smsbridge/config does not exist"):
+            load_config(settings, ssm, secretsmanager)
+        ssm.put_parameter(Name="/smsbridge/config", Value=json.dumps(_document()), Type="String")
+        with pytest.raises(ConfigError, match="smsbridge/secrets does not exist"):
+            load_config(settings, ssm, secretsmanager)
+        secretsmanager.create_secret(Name="smsbridge/secrets", SecretString="[]")
+        with pytest.raises(ConfigError, match="smsbridge/secrets must hold a JSON object"):
+            load_config(settings, ssm, secretsmanager)
+        secretsmanager.put_secret_value(
+            SecretId="smsbridge/secrets", SecretString=json.dumps(_secrets())
+        )
+
+        config = load_config(settings, ssm, secretsmanager)
+
+    assert config.clients["demo"].token == "demo-token"
+    assert "smartswitch" in config.carriers

@@ -128,7 +128,8 @@ def test_seed_callback_for_the_alternate_message() -> None:
     [receipt] = dlr(SEED_ALTERNATE)
 
     assert receipt.gateway_id == "734cd3d1-bea6-4a6f-8bac-bae985345a27"
-    assert receipt.status == Status.ENROUTE
+    # The seed's example of the call "when the message succeeds" (SPEC 2.2): delivered.
+    assert receipt.status == Status.DELIVERED
     assert receipt.gateway_status == "Carrier"
     assert receipt.gateway_error == ""
     assert receipt.description == "Success"
@@ -179,8 +180,11 @@ def test_the_alternates_receipts_keep_their_own_status() -> None:
     ("type_word", "is_error", "codes", "status"),
     [
         ("Handset", "false", "", Status.DELIVERED),
-        ("Carrier", "false", "", Status.ENROUTE),
+        ("Carrier", "false", "", Status.DELIVERED),
+        ("carrier", "false", "", Status.DELIVERED),
         ("System", "false", "", Status.ENROUTE),
+        ("System", "true", "<internalErrorCode>255</internalErrorCode>", Status.UNDELIVERABLE),
+        ("Handset", "true", "<internalErrorCode>7</internalErrorCode>", Status.REJECTED),
         ("handset", "FALSE", "", Status.DELIVERED),
         ("Handset", "true", "<errorCode>100</errorCode>", Status.UNDELIVERABLE),
         ("Carrier", "true", "<internalErrorCode>255</internalErrorCode>", Status.UNDELIVERABLE),
@@ -251,7 +255,7 @@ def test_namespaced_document_is_read() -> None:
 
 def test_token_query_parameter_instead_of_basic() -> None:
     [receipt] = dlr(SEED_ALTERNATE, query="token=vibes-secret", auth=None)
-    assert receipt.status == Status.ENROUTE
+    assert receipt.status == Status.DELIVERED
 
 
 def test_token_wins_over_wrong_basic() -> None:

@@ -74,6 +74,7 @@ _RANK: dict[Status, int] = {
     **dict.fromkeys(FINAL, 3),
 }
 
+
 @dataclass(frozen=True, slots=True)
 class Heard:
     """What the originator hears of a message in one status (SPEC 2, 3.1, 3.2, 4.1)."""

@@ -9,12 +9,13 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local.cloudformation import deploy
 from smsbridge.config import Settings, parse_config
 from smsbridge.intake import Intake, MessageRequest
-from smsbridge.models import Message, StatusReport
+from smsbridge.models import Message, StatusReport, sms_id_for
 from smsbridge.queueing import DispatchQueue
 from smsbridge.repository import MessageRepository
 from smsbridge.statuses import Status
@@ -25,8 +26,34 @@ from tests.support import local_documents
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
+class CreationFails:
+    """Makes every DynamoDB write that would create one given item fail, as a throttled or
+    timed-out call does once boto3's retries are spent (a botocore event hook)."""
+
+    def __init__(self) -> None:
+        self.item_id = ""
+        self.failures = 0
+
+    def __call__(self, params: dict[str, Any], **_: Any) -> None:
+        puts = [params.get("Item", {})] + [
+            write["Put"]["Item"] for write in params.get("TransactItems", []) if "Put" in write
+        ]
+        if self.item_id and any(item.get("id") == {"S": self.item_id} for item in puts):
+            self.failures += 1
+            raise ClientError(
+                {"Error": {"Code": "InternalServerError", "Message": "injected"}}, "write"
+            )
+
+
 @pytest.fixture
-def tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusTracker]:
+def creation_fails() -> CreationFails:
+    return CreationFails()
+
+
+@pytest.fixture
+def tracker(
+    monkeypatch: pytest.MonkeyPatch, creation_fails: CreationFails
+) -> Iterator[StatusTracker]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -34,8 +61,13 @@ def tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatusTracker]:
         session = boto3.Session(region_name="eu-west-1")
         resources = deploy(session)
         config, secrets = local_documents("http://127.0.0.1:9")
+        dynamodb = session.client("dynamodb")
+        for operation in ("PutItem", "TransactWriteItems"):
+            dynamodb.meta.events.register(
+                f"before-parameter-build.dynamodb.{operation}", creation_fails
+            )
         yield StatusTracker(
-            MessageRepository(session.client("dynamodb"), resources.table_name("MessagesTable")),
+            MessageRepository(dynamodb, resources.table_name("MessagesTable")),
             Settings(),
             parse_config(json.loads(json.dumps(config)), secrets),
             DispatchQueue(session.client("sqs"), resources.queue_url("DispatchQueue")),
@@ -112,6 +144,40 @@ def test_an_eligible_failure_is_forwarded_once_to_the_alternate_route(
     assert alternate.text == "hello"
     # One hop only: the alternate's own failure is final.
     assert report(tracker, alternate, Status.UNDELIVERABLE).status == Status.UNDELIVERABLE
+
+
+def test_forwarded_and_its_alternate_are_written_together_or_not_at_all(
+    tracker: StatusTracker, creation_fails: CreationFails
+) -> None:
+    """SPEC 4.1: a failure while the alternate is created must not strand the original as
+    `forwarded` with no alternate (nobody would ever hear its outcome); retrying never creates
+    the alternate twice."""
+    message = accepted(tracker, "+18475551218", alternate_delivery=True)
+    report(tracker, message, Status.SUBMITTED)
+    alternate_id = sms_id_for(message.client, message.message_id, route_hop=1)
+    creation_fails.item_id = alternate_id
+
+    with pytest.raises(ClientError):
+        tracker.report(message.id, StatusReport(Status.UNDELIVERABLE, source="test"))
+
+    assert creation_fails.failures == 1
+    stranded = tracker.repository.get(message.id)
+    assert stranded is not None
+    assert stranded.status == Status.SUBMITTED, "forwarded without its alternate"
+    assert tracker.repository.get(alternate_id) is None
+
+    # The receipt comes again (the carrier or SQS retries it): now both are written.
+    creation_fails.item_id = ""
+    for _ in range(2):
+        tracker.report(message.id, StatusReport(Status.UNDELIVERABLE, source="test"))
+    original = tracker.repository.get(message.id)
+    alternate = tracker.repository.get(alternate_id)
+    assert original is not None and original.status == Status.FORWARDED
+    assert original.forwarded_to == alternate_id
+    assert alternate is not None and alternate.status == Status.QUEUED
+    assert alternate.forwarded_from == message.id
+    assert alternate.status_seq == original.status_seq
+    assert metrics(tracker).count("Forwarded") == 1
 
 
 def test_a_concatenated_message_is_not_forwarded_and_says_why(tracker: StatusTracker) -> None:

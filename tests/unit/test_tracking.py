@@ -9,19 +9,23 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local.cloudformation import deploy
 from smsbridge.config import Settings, parse_config
+from smsbridge.dispatching import Dispatcher
 from smsbridge.intake import Intake, MessageRequest
 from smsbridge.models import Message, StatusReport, sms_id_for
+from smsbridge.polling import Poller
 from smsbridge.queueing import DispatchQueue
 from smsbridge.repository import MessageRepository
 from smsbridge.statuses import Status
 from smsbridge.tracking import StatusTracker
 from tests.doubles import RecordingMetrics
 from tests.support import local_documents
+from tests.unit.carrier_fakes import FakeCarrier, Scripted
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -54,13 +58,21 @@ def creation_fails() -> CreationFails:
 def tracker(
     monkeypatch: pytest.MonkeyPatch, creation_fails: CreationFails
 ) -> Iterator[StatusTracker]:
+    # Nothing listens at the carriers' address.
+    yield from tracker_on(monkeypatch, creation_fails, "http://127.0.0.1:9")
+
+
+def tracker_on(
+    monkeypatch: pytest.MonkeyPatch, creation_fails: CreationFails, carrier_url: str
+) -> Iterator[StatusTracker]:
+    """A tracker over moto, with the local configuration's carriers at `carrier_url`."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         session = boto3.Session(region_name="eu-west-1")
         resources = deploy(session)
-        config, secrets = local_documents("http://127.0.0.1:9")
+        config, secrets = local_documents(carrier_url)
         dynamodb = session.client("dynamodb")
         for operation in ("PutItem", "TransactWriteItems"):
             dynamodb.meta.events.register(
@@ -252,3 +264,70 @@ def test_a_history_written_meanwhile_is_not_lost(tracker: StatusTracker) -> None
     assert [h.gateway_status for h in outcome.message.history][-3:] == ["first", "second", ""]
     assert outcome.message.history_rev == stale.history_rev + 2
     assert outcome.message.status_seq == stale.status_seq + 1
+
+
+# --- the carrier's side of an open message follows its latest answer (SPEC 2.2) ---------------
+
+
+@pytest.fixture
+def fake_ip2sms() -> Iterator[FakeCarrier]:
+    with FakeCarrier() as fake:
+        yield fake
+
+
+@pytest.fixture
+def ip2sms_tracker(
+    fake_ip2sms: FakeCarrier, monkeypatch: pytest.MonkeyPatch, creation_fails: CreationFails
+) -> Iterator[StatusTracker]:
+    yield from tracker_on(monkeypatch, creation_fails, fake_ip2sms.url)
+
+
+def ip2sms_status(word: str, date: str) -> Scripted:
+    body = f'<status id="77" date="{date}"><state error="">{word}</state></status>'
+    return Scripted(200, body, content_type="application/xml")
+
+
+def test_an_ip2sms_accepted_pending_delivered_poll_sequence(
+    ip2sms_tracker: StatusTracker, fake_ip2sms: FakeCarrier
+) -> None:
+    """The eHealth seed's sms_log is "updated according to the job": IP2SMS `Pending` after
+    `Accepted` is recorded although both are `submitted`; the submit answer's `date` is the
+    first status change, each poll's `date` the next."""
+    tracker = ip2sms_tracker
+    fake_ip2sms.script(
+        ip2sms_status("Accepted", "Sun, 22 Nov 2026 12:00:01 +0000"),
+        ip2sms_status("Pending", "Sun, 22 Nov 2026 12:00:40 +0000"),
+        ip2sms_status("Delivered", "Sun, 22 Nov 2026 12:03:00 +0000"),
+    )
+    message = accepted(tracker, "+380671234501")
+    Dispatcher(tracker, requests.Session()).dispatch(message.id)
+    submitted = tracker.repository.get(message.id)
+    assert submitted is not None
+    assert (submitted.status, submitted.gateway_status) == (Status.SUBMITTED, "Accepted")
+    assert submitted.status_changed_at == "2026-11-22T12:00:01.000Z"
+
+    tracker.clock = lambda: NOW + timedelta(minutes=2)
+    Poller(tracker).run()
+    pending = tracker.repository.get(message.id)
+    assert pending is not None
+    assert (pending.status, pending.gateway_status) == (Status.SUBMITTED, "Pending")
+    assert pending.status_changed_at == "2026-11-22T12:00:40.000Z"
+    assert pending.updated_at == "2026-11-22T12:02:00.000Z"
+    assert pending.status_seq == submitted.status_seq  # no status change to notify
+
+    tracker.clock = lambda: NOW + timedelta(minutes=30)
+    Poller(tracker).run()
+    delivered = tracker.repository.get(message.id)
+    assert delivered is not None
+    assert (delivered.status, delivered.gateway_status) == (Status.DELIVERED, "Delivered")
+    assert delivered.status_changed_at == "2026-11-22T12:03:00.000Z"
+    assert [(h.status, h.gateway_status) for h in delivered.history][-3:] == [
+        ("submitted", "Accepted"),
+        ("submitted", "Pending"),
+        ("delivered", "Delivered"),
+    ]
+    assert [r.path for r in fake_ip2sms.received] == [
+        "/ip2sms/send",
+        "/ip2sms/status",
+        "/ip2sms/status",
+    ]

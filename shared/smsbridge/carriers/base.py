@@ -48,6 +48,8 @@ class SubmitResult:
     #: The carrier's raw answer state ("Accepted", "accepted", "ok" ...).
     gateway_status: str
     status: Status = Status.SUBMITTED
+    #: The carrier's own time of that state, where its answer gives one (IP2SMS `date`).
+    at: datetime | None = None
 
 
 class SubmitError(Exception):

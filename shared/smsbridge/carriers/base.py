@@ -176,6 +176,15 @@ class PayloadTooLarge(ReceiptError):
     title = "Payload too large"
 
 
+class ReceiptUnavailable(ReceiptError):
+    """smsbridge could not take the receipt now (an internal failure): a 5xx in the format's own
+    shape, so the carrier posts it again later; applying it twice is harmless."""
+
+    status_code = 503
+    code = "internal_error"
+    title = "Internal error"
+
+
 class CarrierFormat(Protocol):
     """The interface of a format module (each module implements these as functions)."""
 

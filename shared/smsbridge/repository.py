@@ -353,19 +353,18 @@ class MessageRepository:
         when another writer changed it first) and whether `create` was written now; when
         `create` already exists, only the update is written."""
         update = self._unchanged_update(sms_id, expected, set_fields, remove_fields, counters)
+        writes: list[Any] = [
+            {"Update": {"TableName": self._table, "Key": {"id": {"S": sms_id}}, **update}},
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._new_item(create, create_next_check_at),
+                    "ConditionExpression": "attribute_not_exists(id)",
+                }
+            },
+        ]
         try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {"Update": {"TableName": self._table, "Key": {"id": {"S": sms_id}}, **update}},
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": self._new_item(create, create_next_check_at),
-                            "ConditionExpression": "attribute_not_exists(id)",
-                        }
-                    },
-                ]
-            )
+            self._client.transact_write_items(TransactItems=writes)
         except self._client.exceptions.TransactionCanceledException as exc:
             reasons = [r.get("Code", "") for r in exc.response.get("CancellationReasons", [])]
             if reasons[:1] == ["ConditionalCheckFailed"]:

@@ -17,8 +17,8 @@ from smsbridge.config import Settings, parse_config
 from smsbridge.models import Origin, iso
 from smsbridge.notify import KIND_JSON, KIND_OFSC, Job, jobs_for_change
 from smsbridge.notify_delivery import Action, Delivery, Notifier
-from tests.doubles import RecordingMetrics
 from smsbridge.statuses import Status
+from tests.doubles import RecordingMetrics
 from tests.support import a_message, local_documents
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -252,6 +252,6 @@ def _updates(body: bytes) -> list[dict[str, str]]:
     return [
         {child.tag.rsplit("}", 1)[-1]: child.text or "" for child in element}
         for element in ET.fromstring(body).iter()
-        if element.tag.endswith("}message") and element.find("{urn:toatech:agent}message_id")
-        is not None
+        if element.tag.endswith("}message")
+        and element.find("{urn:toatech:agent}message_id") is not None
     ]

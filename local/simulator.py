@@ -431,7 +431,8 @@ class _Vibes(_Format):
     name = "vibes"
     #: state -> (type, isError, description, errorCode, internalErrorCode)
     RECEIPTS: ClassVar[dict[str, tuple[str, bool, str, str, str]]] = {
-        ENROUTE: ("Carrier", False, "Success", "", ""),
+        # A carrier's success is delivery (SPEC 2.2): in progress is a System receipt.
+        ENROUTE: ("System", False, "Sent to carrier", "", ""),
         DELIVERED: ("Handset", False, "Delivered", "", ""),
         UNDELIVERABLE: ("Carrier", True, "Undeliverable", "100", "255"),
         EXPIRED: ("Carrier", True, "expired", "101", "255"),

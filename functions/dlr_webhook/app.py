@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from smsbridge.receipts import ReceiptDesk, unknown_carrier_answer
+from smsbridge.receipts import ReceiptDesk, unavailable_answer, unknown_carrier_answer
 from smsbridge.runtime import Runtime
 from smsbridge.web import HttpAnswer, HttpRequest
 
@@ -69,9 +69,14 @@ def _not_found(error: NotFoundError) -> Response[str]:
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
 def _unavailable(error: Exception) -> Response[str]:
-    """A 5xx makes the carrier post the receipt again later; applying it twice is harmless."""
+    """A 5xx makes the carrier post the receipt again later; applying it twice is harmless.
+    It is shaped by the carrier's format when the configuration can still be read."""
     logger.exception("receipt handling failed", extra={"carrier": _carrier()})
-    return _response(HttpAnswer(503, "temporarily unavailable"))
+    try:
+        config = runtime.config()
+    except Exception:  # the configuration may be what failed
+        config = None
+    return _response(unavailable_answer(config, _carrier()))
 
 
 # --- the route --------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from smsbridge.intake import (
 )
 from smsbridge.models import Message, Origin
 from smsbridge.originator import view_of
-from smsbridge.statuses import Status
 
 MAX_BATCH = 100
 
@@ -113,7 +112,7 @@ def message_response(message: Message) -> dict[str, Any]:
         "status": view.word,
         "external_id": view.external_id,
     }
-    if view.final and view.status != Status.DELIVERED:
+    if view.shows_description:
         answer["description"] = view.description
     if view.stop_further_attempts:
         answer["stop_further_attempts"] = 1

@@ -170,8 +170,9 @@ class Dispatcher:
         _, waiting = self._tracker.link(
             carrier.name, result.gateway_id, message.id, expires_at=message.expires_at
         )
+        # The carrier's own date of its answer, where it gives one, is the first status change.
         answer = StatusReport(
-            result.status, source="dispatch", gateway_status=result.gateway_status
+            result.status, source="dispatch", gateway_status=result.gateway_status, at=result.at
         )
         self._tracker.report_many(
             message.id,

@@ -26,7 +26,7 @@ from typing import Any
 from smsbridge.models import Message, iso
 from smsbridge.originator import view_of
 from smsbridge.repository import message_from_image
-from smsbridge.statuses import Status
+from smsbridge.statuses import Status, heard
 from smsbridge.webhook_signature import new_event_id
 
 KIND_OFSC = "ofsc"
@@ -63,6 +63,10 @@ class Job:
     #: Random, made when the job is made and carried in the queue record, so every retry (and a
     #: redrive from the dead-letter queue) sends the same one: receivers drop repeats by it.
     event_id: str = ""
+    #: OFSC's `sent` (ISO): the submission time of a final outcome ("" when not submitted).
+    sent: str = ""
+    #: OFSC hears the description (a final other than delivered).
+    shows_description: bool = True
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -116,6 +120,8 @@ def jobs_for_change(old_status: Status | None, new: Message, now: datetime) -> l
         "gateway_status": view.gateway_status,
         "status_changed_at": view.status_changed_at,
         "delivered_at": view.delivered_at,
+        "sent": view.sent,
+        "shows_description": view.shows_description,
         "forwarded_to": view.forwarded_to,
         "forwarded_from": view.forwarded_from,
         "queued_at": iso(now),
@@ -124,8 +130,9 @@ def jobs_for_change(old_status: Status | None, new: Message, now: datetime) -> l
     # `terminated` was already told as the final outcome: one final per message, so a real
     # final that replaces it later goes only to `all` listeners.
     retold = old_status == Status.TERMINATED
+    rule = heard(view.status)
     if new.origin.kind == KIND_OFSC:
-        if not view.final or view.status == Status.CANCELLED or retold:
+        if not rule.notifies_ofsc or retold:
             return []
         origin = new.origin
         return [
@@ -143,7 +150,7 @@ def jobs_for_change(old_status: Status | None, new: Message, now: datetime) -> l
     url = new.callback_url
     if new.callback_events == "all":
         return [Job(kind=KIND_JSON, after=new.status_seq - 1, callback_url=url, **base)]
-    if not view.final or retold:
+    if not rule.notifies_final_listeners or retold:
         return []
     return [Job(kind=KIND_JSON, after=0, callback_url=url, **base)]
 

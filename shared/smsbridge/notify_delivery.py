@@ -413,12 +413,11 @@ def _json_bytes(job: Job) -> bytes:
 
 
 def _status_update(job: Job) -> ofsc.StatusUpdate:
-    sent = ofsc.format_now(parse_iso(job.delivered_at)) if job.delivered_at else None
     return ofsc.StatusUpdate(
         message_id=job.message_id,
         status=job.word,
-        description=job.description or None,
-        sent=sent if job.word == "delivered" else None,
+        description=(job.description or None) if job.shows_description else None,
+        sent=ofsc.format_now(parse_iso(job.sent)) if job.sent else None,
     )
 
 

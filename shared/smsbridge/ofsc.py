@@ -24,7 +24,7 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException
 
 from smsbridge import auth, safexml
-from smsbridge.statuses import OFSC_STATUS, Status
+from smsbridge.statuses import Status, heard
 
 NAMESPACE = "urn:toatech:agent"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -480,8 +480,7 @@ class Result:
 def _ofsc_result(status: Status) -> tuple[str, str]:
     if status == Status.QUEUED:
         return CODE_OK, "WAITING"
-    final = OFSC_STATUS[status] if status.is_final else None
-    return CODE_OK, (final or "sending").upper()
+    return CODE_OK, heard(status).ofsc_status.upper()
 
 
 OFSC_RESULT: dict[Status, tuple[str, str]] = {status: _ofsc_result(status) for status in Status}

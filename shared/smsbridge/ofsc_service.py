@@ -147,8 +147,8 @@ class OfscService:
         return ofsc.MessageResponse(
             message_id=view.message_id,
             status=status,
-            description=view.description if view.final and status != "delivered" else None,
-            sent=ofsc.format_now(parse_iso(view.delivered_at)) if view.delivered_at else None,
+            description=view.description if view.shows_description else None,
+            sent=ofsc.format_now(parse_iso(view.sent)) if view.sent else None,
             stop_further_attempts=view.stop_further_attempts,
         )
 

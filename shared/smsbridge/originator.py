@@ -11,13 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smsbridge.models import Message
-from smsbridge.statuses import OFSC_STATUS, Status
-
-#: Finals that a resend cannot help: the answer carries `stop_further_attempts=1`.
-_NO_RETRY = frozenset(status for status in Status if status.is_final) - {
-    Status.DELIVERED,
-    Status.FORWARDED,
-}
+from smsbridge.statuses import Status, heard
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,15 +30,27 @@ class OriginatorView:
     delivered_at: str
     forwarded_to: str
     forwarded_from: str
+    #: When the carrier accepted this hop ("" if it never did).
+    submitted_at: str = ""
 
     @property
     def final(self) -> bool:
         """The originator's final outcome (a forwarded hop is not: its alternate's is)."""
-        return self.status.is_final and self.status != Status.FORWARDED
+        return heard(self.status).outcome
+
+    @property
+    def shows_description(self) -> bool:
+        return heard(self.status).shows_description
 
     @property
     def stop_further_attempts(self) -> bool:
-        return self.status in _NO_RETRY
+        return heard(self.status).stop_further_attempts
+
+    @property
+    def sent(self) -> str:
+        """OFSC's `sent`, "the actual time when the message was sent": the submission time, on
+        every final outcome of a submitted message (`terminated` included); "" otherwise."""
+        return self.submitted_at if self.final else ""
 
 
 def view_of(message: Message) -> OriginatorView:
@@ -53,11 +59,12 @@ def view_of(message: Message) -> OriginatorView:
         message_id=message.submitter_message_id or message.message_id,
         external_id=message.forwarded_from or message.id,
         status=message.status,
-        word=OFSC_STATUS.get(message.status) or "sending",
+        word=heard(message.status).ofsc_status,
         description=message.description or str(message.status),
         gateway_status=message.gateway_status,
         status_changed_at=message.status_changed_at,
         delivered_at=message.delivered_at,
         forwarded_to=message.forwarded_to,
         forwarded_from=message.forwarded_from,
+        submitted_at=message.submitted_at,
     )

@@ -286,8 +286,9 @@ class Poller:
         return receipt
 
     def _apply_poll(self, message: Message, receipt: Receipt, now: datetime) -> _Polled:
-        if receipt.status == message.status:
-            # Nothing new: no history entry, just the next poll, later.
+        if receipt.status == message.status and receipt.gateway_status == message.gateway_status:
+            # Nothing new: no history entry, just the next poll, later. A new carrier word for
+            # the same status (IP2SMS `Pending` after `Accepted`) is recorded (SPEC 2.2).
             return _Polled(rescheduled=self._reschedule(message, now, polled=True))
         outcome = self._tracker.report(
             message.id,

@@ -21,8 +21,14 @@ import logging
 from datetime import datetime, timedelta
 
 from smsbridge.carriers import get_format
-from smsbridge.carriers.base import PayloadTooLarge, Receipt, ReceiptAuthError, ReceiptError
-from smsbridge.config import CarrierConfig
+from smsbridge.carriers.base import (
+    PayloadTooLarge,
+    Receipt,
+    ReceiptAuthError,
+    ReceiptError,
+    ReceiptUnavailable,
+)
+from smsbridge.config import AppConfig, CarrierConfig
 from smsbridge.models import Message, StatusReport
 from smsbridge.repository import OrphanLimitReached, OrphanQuota
 from smsbridge.tracking import StatusTracker
@@ -72,6 +78,19 @@ class TooManyOrphans(ReceiptError):
 
 def unknown_carrier_answer() -> HttpAnswer:
     return HttpAnswer(404, '{"message":"Not Found"}', "application/json")
+
+
+#: What a carrier reads when smsbridge failed inside: it posts the receipt again later.
+UNAVAILABLE = "temporarily unavailable"
+
+
+def unavailable_answer(config: AppConfig | None, carrier_name: str) -> HttpAnswer:
+    """503 for a receipt smsbridge failed to take, in the carrier's own format where the
+    configuration can say which (Smartswitch: JSON:API `errors`); plain text otherwise."""
+    carrier = config.carriers.get(carrier_name) if config is not None else None
+    if carrier is None:
+        return HttpAnswer(503, UNAVAILABLE)
+    return get_format(carrier.format).answer_error(ReceiptUnavailable(UNAVAILABLE))
 
 
 class ReceiptDesk:

@@ -245,8 +245,7 @@ class MessageRepository:
 
     # --- messages -------------------------------------------------------------------------
 
-    def create(self, message: Message, *, next_check_at: int | None) -> tuple[Message, bool]:
-        """Store a new message once; a repeat returns the stored one and `created` False."""
+    def _new_item(self, message: Message, next_check_at: int | None) -> dict[str, Any]:
         item = message_to_item(message)
         item["log_partition"] = _to_av(log_partition_of(message.id, message.inserted_at))
         secret = self._search_secret() if self._search_secret is not None else ""
@@ -255,10 +254,14 @@ class MessageRepository:
         if next_check_at is not None and not message.is_final:
             item["open_shard"] = _to_av(open_shard_of(message.id))
             item["next_check_at"] = _to_av(next_check_at)
+        return item
+
+    def create(self, message: Message, *, next_check_at: int | None) -> tuple[Message, bool]:
+        """Store a new message once; a repeat returns the stored one and `created` False."""
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=item,
+                Item=self._new_item(message, next_check_at),
                 ConditionExpression="attribute_not_exists(id)",
             )
         except self._conditional_failed:
@@ -369,6 +372,72 @@ class MessageRepository:
         Values are the model's (statuses, history entries); setting `next_check_at` puts the
         message in the open index, removing it takes the message out.
         """
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": sms_id}},
+                ReturnValues="ALL_NEW",
+                **self._unchanged_update(sms_id, expected, set_fields, remove_fields, counters),
+            )
+        except self._conditional_failed:
+            return None
+        return message_from_item(answer["Attributes"])
+
+    def update_and_create(
+        self,
+        sms_id: str,
+        *,
+        expected: Message,
+        set_fields: Mapping[str, Any],
+        remove_fields: Iterable[str] = (),
+        counters: Iterable[str] = (),
+        create: Message,
+        create_next_check_at: int | None,
+    ) -> tuple[Message | None, bool]:
+        """`update_if_unchanged` and `create` in one transaction (TransactWriteItems): both are
+        written or neither, so a message is never left changed without the one it creates
+        (SPEC 4.1: `forwarded` and its alternate). Returns the message after the write (None
+        when another writer changed it first) and whether `create` was written now; when
+        `create` already exists, only the update is written."""
+        update = self._unchanged_update(sms_id, expected, set_fields, remove_fields, counters)
+        writes: list[Any] = [
+            {"Update": {"TableName": self._table, "Key": {"id": {"S": sms_id}}, **update}},
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._new_item(create, create_next_check_at),
+                    "ConditionExpression": "attribute_not_exists(id)",
+                }
+            },
+        ]
+        try:
+            self._client.transact_write_items(TransactItems=writes)
+        except self._client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code", "") for r in exc.response.get("CancellationReasons", [])]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                return None, False
+            if reasons[1:2] != ["ConditionalCheckFailed"]:
+                raise
+            written = self.update_if_unchanged(
+                sms_id,
+                expected=expected,
+                set_fields=set_fields,
+                remove_fields=remove_fields,
+                counters=counters,
+            )
+            return written, False
+        return self.get(sms_id), True
+
+    @staticmethod
+    def _unchanged_update(
+        sms_id: str,
+        expected: Message,
+        set_fields: Mapping[str, Any],
+        remove_fields: Iterable[str],
+        counters: Iterable[str],
+    ) -> dict[str, Any]:
+        """The arguments of an update of `set_fields`, `remove_fields` and `counters`, written
+        only while the status and history revision are still those of `expected`."""
         update = _Update()
         for key, value in set_fields.items():
             update.set(key, plain(value))
@@ -394,16 +463,7 @@ class MessageRepository:
             condition += "#history_rev = :expected_rev"
         else:
             condition += "(attribute_not_exists(#history_rev) OR #history_rev = :expected_rev)"
-        try:
-            answer = self._client.update_item(
-                TableName=self._table,
-                Key={"id": {"S": sms_id}},
-                ReturnValues="ALL_NEW",
-                **update.request(condition),
-            )
-        except self._conditional_failed:
-            return None
-        return message_from_item(answer["Attributes"])
+        return update.request(condition)
 
     def reschedule(
         self,

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm.client import SSMClient
 
 
+#: Why a request is refused when the configuration's stores cannot be read just now.
+UNREADABLE = "the configuration could not be read"
+
 Event = TypeVar("Event")
 Result = TypeVar("Result")
 
@@ -155,6 +158,8 @@ class Runtime:
             self.config()
         except ConfigError as exc:
             return str(exc)
+        except Exception:  # the stores could not be read (throttled, unreachable): retry later
+            return f"temporarily unavailable: {UNREADABLE}"
         return None
 
     def repository(self) -> MessageRepository:

@@ -74,23 +74,53 @@ _RANK: dict[Status, int] = {
     **dict.fromkeys(FINAL, 3),
 }
 
-#: The status OFSC is told for each canonical status (None: OFSC hears the alternate's outcome).
-OFSC_STATUS: dict[Status, str | None] = {
-    Status.QUEUED: "sending",
-    Status.SUBMITTED: "sending",
-    Status.ENROUTE: "sending",
-    Status.UNKNOWN: "sending",
-    Status.DELIVERED: "delivered",
-    Status.UNDELIVERABLE: "failed",
-    Status.EXPIRED: "failed",
-    Status.REJECTED: "failed",
-    Status.DELETED: "failed",
-    Status.UNACCEPTED: "failed",
-    Status.FAILED: "failed",
-    Status.TERMINATED: "sent",
-    Status.FORWARDED: None,
-    Status.CANCELLED: "failed",
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What the originator hears of a message in one status (SPEC 2, 3.1, 3.2, 4.1)."""
+
+    #: OFSC's word: sending | delivered | failed | sent. A forwarded hop reads as still sending:
+    #: its alternate's outcome is the one that counts.
+    ofsc_status: str
+    #: The originator's final outcome (a forwarded hop is not one: its alternate's is).
+    outcome: bool
+    #: Answers carry the description: a final other than delivered says what went wrong.
+    shows_description: bool
+    #: A change to it is told to OFSC (`set_message_status`): one final per `message_id`, and
+    #: not a drop OFSC asked for itself (it heard `OK` then).
+    notifies_ofsc: bool
+    #: A change to it is told to JSON `callback_events: final` listeners (`all` hear every one).
+    notifies_final_listeners: bool
+    #: A resend cannot help: answers carry `stop_further_attempts`.
+    stop_further_attempts: bool
+
+
+_SENDING = Heard("sending", False, False, False, False, False)
+_FAILED = Heard("failed", True, True, True, True, True)
+
+#: The one decision per status of what the originator hears; `heard` reads it, and a unit test
+#: fails naming any status left out.
+HEARD: dict[Status, Heard] = {
+    Status.QUEUED: _SENDING,
+    Status.SUBMITTED: _SENDING,
+    Status.ENROUTE: _SENDING,
+    Status.UNKNOWN: _SENDING,
+    Status.DELIVERED: Heard("delivered", True, False, True, True, False),
+    Status.UNDELIVERABLE: _FAILED,
+    Status.EXPIRED: _FAILED,
+    Status.REJECTED: _FAILED,
+    Status.DELETED: _FAILED,
+    Status.UNACCEPTED: _FAILED,
+    Status.FAILED: _FAILED,
+    Status.TERMINATED: Heard("sent", True, True, True, True, True),
+    Status.FORWARDED: _SENDING,
+    Status.CANCELLED: Heard("failed", True, True, False, True, True),
 }
+
+
+def heard(status: Status) -> Heard:
+    """What the originator hears of a message in `status` (pure)."""
+    return HEARD[status]
 
 
 @dataclass(frozen=True, slots=True)

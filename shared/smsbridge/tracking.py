@@ -102,8 +102,6 @@ class StatusTracker:
         if outcome is None:
             return None
         self._count(outcome, now)
-        if outcome.changed and outcome.message.status == Status.FORWARDED:
-            self._queue_alternate(outcome.before, outcome.message)
         return outcome
 
     def link(
@@ -176,13 +174,28 @@ class StatusTracker:
             )
             if not change.writes:
                 return ApplyOutcome(current, current, change.report, False, change.conflicts)
-            written = self.repository.update_if_unchanged(
-                sms_id,
-                expected=current,
-                set_fields=change.fields,
-                remove_fields=change.removes,
-                counters=change.counters,
-            )
+            alternate = self._alternate_of(current, change.fields) if change.changed else None
+            if alternate is None:
+                written = self.repository.update_if_unchanged(
+                    sms_id,
+                    expected=current,
+                    set_fields=change.fields,
+                    remove_fields=change.removes,
+                    counters=change.counters,
+                )
+            else:
+                # SPEC 4.1: `forwarded` and its alternate in one transaction, never one alone.
+                written, created = self.repository.update_and_create(
+                    sms_id,
+                    expected=current,
+                    set_fields=change.fields,
+                    remove_fields=change.removes,
+                    counters=change.counters,
+                    create=alternate,
+                    create_next_check_at=self.lifecycle.next_check(alternate, Status.QUEUED, now),
+                )
+                if written is not None:
+                    self._queue_alternate(current, alternate, created=created)
             if written is None:
                 current = None
                 continue
@@ -195,15 +208,18 @@ class StatusTracker:
         carrier = self.config.carriers.get(message.carrier)
         return carrier.alternate if carrier else None
 
-    def _queue_alternate(self, original: Message, forwarded: Message) -> None:
+    def _alternate_of(self, original: Message, fields: dict[str, Any]) -> Message | None:
+        """The hop-1 message a change to `forwarded` creates (None for any other change)."""
+        if fields.get("status") != Status.FORWARDED:
+            return None
         alternate_name = self._alternate_carrier(original)
-        if alternate_name is None or not original.text:
-            return
+        if alternate_name is None or not original.text or not fields.get("forwarded_to"):
+            return None
         carrier = self.config.carriers[alternate_name]
         now = self.clock()
-        alternate = replace(
+        return replace(
             original,
-            id=forwarded.forwarded_to,
+            id=fields["forwarded_to"],
             carrier=alternate_name,
             sender=carrier.sender or original.sender,
             status=Status.QUEUED,
@@ -218,19 +234,20 @@ class StatusTracker:
             forwarded_to="",
             forwarded_from=original.id,
             submitter_message_id=original.message_id,
-            status_seq=forwarded.status_seq,
+            # The forwarded write adds one to the original's number; the alternate continues it.
+            status_seq=original.status_seq + 1,
             alternate_delivery=False,
             inserted_at=iso(now),
             updated_at=iso(now),
             status_changed_at=iso(now),
         )
-        stored, created = self.repository.create(
-            alternate, next_check_at=self.lifecycle.next_check(alternate, Status.QUEUED, now)
-        )
-        if created:
-            self.metrics.add("Forwarded", carrier=original.carrier, type=original.type)
-        if stored.status == Status.QUEUED and self.queue.enqueue([stored.id]):
-            logger.warning("alternate %s not queued; the poller will re-queue it", stored.id)
+
+    def _queue_alternate(self, original: Message, alternate: Message, *, created: bool) -> None:
+        if not created:
+            return  # an earlier write made it; the poller re-queues it while it waits
+        self.metrics.add("Forwarded", carrier=original.carrier, type=original.type)
+        if self.queue.enqueue([alternate.id]):
+            logger.warning("alternate %s not queued; the poller will re-queue it", alternate.id)
 
     # --- metrics --------------------------------------------------------------------------
 

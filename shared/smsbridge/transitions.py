@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from smsbridge.carrier_time import recorded_at
-from smsbridge.models import HistoryEntry, Message, StatusReport, iso, sms_id_for
+from smsbridge.models import HistoryEntry, Message, StatusReport, iso, parse_iso, sms_id_for
 from smsbridge.statuses import ALTERNATE_ELIGIBLE, Status, decide
 
 if TYPE_CHECKING:
@@ -146,6 +146,19 @@ def alternate_delivery(
     )
 
 
+def _follows(
+    status: Status, report: StatusReport, changed_at: str | None, current: Message
+) -> bool:
+    """Whether a report that leaves the status as it is still moves the carrier's side of an open
+    message (SPEC 2.2): `gateway_status` and `status_changed_at` follow the carrier's latest
+    answer (IP2SMS `Pending` after `Accepted`), but never backwards (a lower rank, or a time
+    before the last change) and never on a final."""
+    if status.is_final or not report.gateway_status or report.status.rank < status.rank:
+        return False
+    last = changed_at or current.status_changed_at
+    return not (report.at and last and report.at < parse_iso(last))
+
+
 def transition(
     current: Message,
     reports: Sequence[StatusReport],
@@ -188,6 +201,9 @@ def transition(
             fields["operator"] = _cut(report.operator)
             state = replace(state, operator=report.operator)
         if decision.new_status is None:
+            if not repeat and _follows(status, report, fields.get("status_changed_at"), current):
+                fields["gateway_status"] = _cut(report.gateway_status)
+                fields["status_changed_at"] = iso(recorded_at(report.at, state, now))
             continue
         status = decision.new_status
         # The carrier's time when plausible, never before the status before it (carrier_time).

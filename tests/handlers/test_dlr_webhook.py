@@ -161,7 +161,7 @@ def vibes_receipt(gateway_id: str, kind: str, is_error: bool, extra: str = "") -
     )
 
 
-def test_vibes_carrier_then_handset_is_enroute_then_delivered(stack: Stack) -> None:
+def test_vibes_system_then_handset_is_enroute_then_delivered(stack: Stack) -> None:
     record = submitted(stack, "+18475551201", "r-6")
     token = "token=vibes-secret"
     xml = {"Content-Type": "application/xml"}
@@ -169,7 +169,7 @@ def test_vibes_carrier_then_handset_is_enroute_then_delivered(stack: Stack) -> N
         stack,
         "vibes",
         query=token,
-        body=vibes_receipt(record["gateway_id"], "Carrier", False),
+        body=vibes_receipt(record["gateway_id"], "System", False),
         headers=xml,
     )
     assert (answer["statusCode"], answer["body"]) == (200, "")
@@ -182,6 +182,23 @@ def test_vibes_carrier_then_handset_is_enroute_then_delivered(stack: Stack) -> N
         headers=xml,
     )
     assert stack.item(record["id"])["status"] == "delivered"  # type: ignore[index]
+
+
+def test_vibes_carrier_success_is_delivered(stack: Stack) -> None:
+    """Final-only receipts: Vibes calls back once, `Carrier` / `Success` (seed, SPEC 2.2); the
+    message must end delivered, not stay open until its time-out."""
+    record = submitted(stack, "+18475551203", "r-6b")
+    dlr(
+        stack,
+        "vibes",
+        query="token=vibes-secret",
+        body=vibes_receipt(record["gateway_id"], "Carrier", False),
+        headers={"Content-Type": "application/xml"},
+    )
+    final = stack.item(record["id"])
+    assert final is not None
+    assert (final["status"], final["gateway_status"]) == ("delivered", "Carrier")
+    assert final["delivered_at"]
 
 
 def test_vibes_error_is_undeliverable_with_the_codes(stack: Stack) -> None:

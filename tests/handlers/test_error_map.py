@@ -57,15 +57,57 @@ def test_json_api_answers_a_json_500(broken_store: Stack) -> None:
     assert json.loads(answer["body"]) == {"message": "internal error"}
 
 
-def test_a_receipt_answers_503_so_the_carrier_posts_it_again(broken_store: Stack) -> None:
-    event = http_event(
+def dlr_post(carrier: str, content_type: str = "application/json") -> dict[str, object]:
+    return http_event(
         "POST",
-        "/dlr/smartswitch",
+        f"/dlr/{carrier}",
         body="{}",
-        headers={"Content-Type": "application/json"},
-        path_parameters={"carrier": "smartswitch"},
+        headers={"Content-Type": content_type},
+        path_parameters={"carrier": carrier},
     )
-    answer = broken_store.invoke(broken_store.handler_once("dlr_webhook"), event)
+
+
+def test_a_smartswitch_receipt_answers_503_in_json_api(broken_store: Stack) -> None:
+    """The seed's error format, `{"errors": [{code, title, detail}]}` and never `data`, also
+    for an internal error; a 5xx makes the carrier post the receipt again later."""
+    answer = broken_store.invoke(broken_store.handler_once("dlr_webhook"), dlr_post("smartswitch"))
     assert answer["statusCode"] == 503
-    assert answer["headers"]["Content-Type"] == "text/plain; charset=utf-8"
+    assert answer["headers"]["Content-Type"] == "application/vnd.api+json"
+    assert json.loads(answer["body"]) == {
+        "errors": [
+            {
+                "code": "internal_error",
+                "title": "Internal error",
+                "detail": "temporarily unavailable",
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("carrier", "content_type"),
+    [("conceptomovil", "application/json"), ("vibes", "application/xml")],
+)
+def test_other_receipts_answer_503_in_plain_text(
+    broken_store: Stack, carrier: str, content_type: str
+) -> None:
+    answer = broken_store.invoke(
+        broken_store.handler_once("dlr_webhook"), dlr_post(carrier, content_type)
+    )
+    assert answer["statusCode"] == 503
+    assert answer["headers"]["Content-Type"].startswith("text/plain")
     assert answer["body"] == "temporarily unavailable"
+
+
+def test_a_receipt_answers_plain_503_when_the_configuration_cannot_be_read(
+    broken_store: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = broken_store.handler_once("dlr_webhook")
+
+    def config() -> None:
+        raise Broken("no configuration")
+
+    monkeypatch.setattr(module.runtime, "config", config)
+    answer = broken_store.invoke(module, dlr_post("smartswitch"))
+    assert answer["statusCode"] == 503
+    assert answer["body"].startswith("temporarily unavailable")

@@ -17,10 +17,12 @@ from smsbridge.transitions import HISTORY_HEAD, HISTORY_TAIL
 from tests.handlers.conftest import Stack, dlr_event
 from tests.handlers.test_dlr_webhook import SMARTSWITCH_AUTH
 from tests.support import basic, bearer
+from tests.unit.test_carrier_vibes import SEED_ALTERNATE, SEED_ORIGINAL
 
 XML = {"Content-Type": "application/xml"}
 TOKEN = "token=vibes-secret"
 ALTERNATE_ID = "734cd3d1-bea6-4a6f-8bac-bae985345a27"
+SEED_ORIGINAL_ID = "865cd3d1-bea6-4a6f-8bac-bae483248a27"
 
 
 _webhooks: dict[int, ModuleType] = {}
@@ -130,7 +132,7 @@ def test_carrier_forward_then_alternate_handset_ends_delivered_on_one_record(sta
     assert entry["gateway_forwarded_to"] == ALTERNATE_ID
     assert entry["gateway_error"] == "100/255"
 
-    vibes(stack, alternate("Carrier", record["gateway_id"]))
+    vibes(stack, alternate("System", record["gateway_id"]))
     vibes(stack, alternate("Handset", record["gateway_id"]))
 
     final = record_of(stack, record["id"])
@@ -142,6 +144,26 @@ def test_carrier_forward_then_alternate_handset_ends_delivered_on_one_record(sta
     ]
     # One record: no second message appeared for the alternate.
     assert not final.get("forwarded_to")
+
+
+def test_the_seeds_alternate_callback_ends_the_message_delivered(stack: Stack) -> None:
+    """The seed's own callback for the alternate message (`Carrier` / `Success`, with
+    `fwdFromMessageId`), word for word but for the original's id, after the original's forward."""
+    record = send(stack, "+18445551206", "fw-seed", alternate_delivery=True)
+    original = record["gateway_id"]
+    vibes(stack, SEED_ORIGINAL.replace(SEED_ORIGINAL_ID, original))
+    assert record_of(stack, record["id"])["status"] == "enroute"
+
+    vibes(stack, SEED_ALTERNATE.replace(SEED_ORIGINAL_ID, original))
+
+    final = record_of(stack, record["id"])
+    assert (final["status"], final["gateway_status"]) == ("delivered", "Carrier")
+    assert final["description"] == "Success"
+    # The seed's 2011 receiptDate is kept in the history as given; the message's own times use
+    # the arrival, since a carrier time years from the submission is not believed.
+    assert final["history"][-1]["gateway_id"] == ALTERNATE_ID
+    assert final["history"][-1]["at"] == "2011-04-19T20:10:08.320Z"
+    assert final["delivered_at"] > record["submitted_at"]
 
 
 def test_alternate_handset_before_the_forward_ends_delivered(stack: Stack) -> None:

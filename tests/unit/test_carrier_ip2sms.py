@@ -115,6 +115,8 @@ def test_submit_sends_the_documented_xml(server: FakeCarrier, session: requests.
     assert result.gateway_id == "123"
     assert result.gateway_status == "Accepted"
     assert result.status == Status.SUBMITTED
+    # The answer's date is the first status change (SPEC 2.2).
+    assert result.at == datetime(2011, 4, 19, 12, 10, 8, tzinfo=UTC)
     [received] = server.received
     assert received.path == "/ip2sms/send"
     assert received.headers["content-type"] == XML

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import requests
 
+from smsbridge import safexml
 from smsbridge.carriers import get_format, vibes
 from smsbridge.carriers.base import (
     MalformedReceipt,
@@ -63,6 +65,18 @@ SEED_ALTERNATE = """<?xml version="1.0" encoding="UTF-8"?>
 """  # noqa: W291
 
 
+# The seed's request example, as written there.
+SEED_MT_MESSAGE = """<?xml version="1.0" encoding="UTF-8"?>
+<mtMessage submitterMessageId="239487234987234" alternateDelivery="true">
+	<destination carrier="102" address="+18475551212" type="MDN" />
+	<source address="98765" type="SC" />
+	<text>123857AB12</text>
+	<receiptOption callbackUrl="http://www.client.com/callback" >ERROR</receiptOption>
+	<transaction id="6439376297230"/>
+</mtMessage>
+"""
+
+
 def receipt_xml(
     *,
     type_word: str = "Handset",
@@ -100,6 +114,45 @@ def test_is_the_vibes_format() -> None:
     assert get_format("vibes") is vibes
 
 
+# --- submission: the seed's example ----------------------------------------------------------
+
+
+def _fields(root: ET.Element) -> dict[str, str]:
+    """Every attribute and text of a document, by path: `destination@address`, `text`."""
+    found: dict[str, str] = {f"{root.tag}@{k}": v for k, v in root.attrib.items()}
+    for child in root:
+        found |= {f"{child.tag}@{k}": v for k, v in child.attrib.items()}
+        if (child.text or "").strip():
+            found[child.tag] = (child.text or "").strip()
+    return found
+
+
+def test_the_mt_message_sent_for_the_seeds_example_matches_it() -> None:
+    """Build the request for the seed's own values and compare it field by field: everything
+    smsbridge sends stands in the seed's example with the same value, but for two choices of
+    ours (all receipts, not only errors; the DLR token on the callback URL), and what smsbridge
+    leaves out is the seed's optional carrier hint and transaction id."""
+    seed = _fields(safexml.parse(SEED_MT_MESSAGE.encode()))
+    submission = Submission(
+        reference="239487234987234",
+        to="+18475551212",
+        text="123857AB12",
+        sender="98765",
+        receipt_url="http://www.client.com/callback",
+        alternate_delivery=True,
+    )
+    sent = _fields(safexml.parse(vibes.build_mt_message(CARRIER, submission)))
+
+    assert sent.pop("receiptOption") == "ALL"
+    assert (
+        sent.pop("receiptOption@callbackUrl") == "http://www.client.com/callback?token=vibes-secret"
+    )
+    assert seed.pop("receiptOption") == "ERROR"
+    assert seed.pop("receiptOption@callbackUrl") == "http://www.client.com/callback"
+    assert {key: seed[key] for key in sent} == sent
+    assert set(seed) - set(sent) == {"destination@carrier", "transaction@id"}
+
+
 # --- receipts: seed examples ------------------------------------------------------------------
 
 
@@ -128,7 +181,8 @@ def test_seed_callback_for_the_alternate_message() -> None:
     [receipt] = dlr(SEED_ALTERNATE)
 
     assert receipt.gateway_id == "734cd3d1-bea6-4a6f-8bac-bae985345a27"
-    assert receipt.status == Status.ENROUTE
+    # The seed's example of the call "when the message succeeds" (SPEC 2.2): delivered.
+    assert receipt.status == Status.DELIVERED
     assert receipt.gateway_status == "Carrier"
     assert receipt.gateway_error == ""
     assert receipt.description == "Success"
@@ -179,8 +233,11 @@ def test_the_alternates_receipts_keep_their_own_status() -> None:
     ("type_word", "is_error", "codes", "status"),
     [
         ("Handset", "false", "", Status.DELIVERED),
-        ("Carrier", "false", "", Status.ENROUTE),
+        ("Carrier", "false", "", Status.DELIVERED),
+        ("carrier", "false", "", Status.DELIVERED),
         ("System", "false", "", Status.ENROUTE),
+        ("System", "true", "<internalErrorCode>255</internalErrorCode>", Status.UNDELIVERABLE),
+        ("Handset", "true", "<internalErrorCode>7</internalErrorCode>", Status.REJECTED),
         ("handset", "FALSE", "", Status.DELIVERED),
         ("Handset", "true", "<errorCode>100</errorCode>", Status.UNDELIVERABLE),
         ("Carrier", "true", "<internalErrorCode>255</internalErrorCode>", Status.UNDELIVERABLE),
@@ -251,7 +308,7 @@ def test_namespaced_document_is_read() -> None:
 
 def test_token_query_parameter_instead_of_basic() -> None:
     [receipt] = dlr(SEED_ALTERNATE, query="token=vibes-secret", auth=None)
-    assert receipt.status == Status.ENROUTE
+    assert receipt.status == Status.DELIVERED
 
 
 def test_token_wins_over_wrong_basic() -> None:

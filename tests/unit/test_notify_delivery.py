@@ -14,11 +14,12 @@ import requests
 
 from smsbridge import ofsc
 from smsbridge.config import Settings, parse_config
-from smsbridge.models import iso
-from smsbridge.notify import KIND_JSON, KIND_OFSC, Job
+from smsbridge.models import Origin, iso
+from smsbridge.notify import KIND_JSON, KIND_OFSC, Job, jobs_for_change
 from smsbridge.notify_delivery import Action, Delivery, Notifier
+from smsbridge.statuses import Status
 from tests.doubles import RecordingMetrics
-from tests.support import local_documents
+from tests.support import a_message, local_documents
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -189,3 +190,68 @@ def test_a_url_refused_at_call_time_is_dropped_without_a_call(url: str) -> None:
     outcomes = notifier(back_office, repository).deliver(deliveries)
     assert outcomes["a"].action == Action.DONE and outcomes["a"].reason == "refused_url"
     assert back_office.calls == []
+
+
+SUBMITTED_AT = "2026-11-30T09:15:02.123Z"
+
+
+@pytest.mark.parametrize(
+    ("status", "word", "description"),
+    [
+        (Status.DELIVERED, "delivered", None),
+        (Status.UNDELIVERABLE, "failed", "subscriber unreachable"),
+        (Status.TERMINATED, "sent", "subscriber unreachable"),
+    ],
+)
+def test_set_message_status_sent_is_the_submission_time_on_every_final(
+    status: Status, word: str, description: str | None
+) -> None:
+    """OFSC's `sent` is "the actual time when the message was sent" (seed): the carrier's
+    acceptance, on every final of a submitted message, `terminated` included; never the time
+    of delivery. Only a final other than delivered carries its description."""
+    final = a_message(
+        id="t-sent",
+        status=status,
+        status_seq=3,
+        origin=Origin(kind="ofsc", app_host="h", app_port="443", app_url="/soap/"),
+        description="subscriber unreachable",
+        submitted_at=SUBMITTED_AT,
+        delivered_at="2026-11-30T09:20:00.000Z" if status == Status.DELIVERED else "",
+    )
+    (ofsc_job,) = jobs_for_change(Status.ENROUTE, final, NOW)
+    back_office = FakeBackOffice()
+    notifier(back_office, FakeRepository()).deliver([Delivery("0", ofsc_job)])
+
+    [(_, body)] = back_office.calls
+    [update] = _updates(body)
+    assert update["status"] == word
+    assert update.get("sent") == "2026-11-30T09:15:02+00:00"
+    assert update.get("description") == description
+
+
+def test_a_message_never_submitted_has_no_sent() -> None:
+    failed = a_message(
+        id="t-never",
+        status=Status.FAILED,
+        status_seq=1,
+        origin=Origin(kind="ofsc", app_host="h", app_port="443", app_url="/soap/"),
+        description="rejected by the carrier",
+    )
+    (ofsc_job,) = jobs_for_change(Status.QUEUED, failed, NOW)
+    back_office = FakeBackOffice()
+    notifier(back_office, FakeRepository()).deliver([Delivery("0", ofsc_job)])
+    [(_, body)] = back_office.calls
+    [update] = _updates(body)
+    assert update["status"] == "failed" and "sent" not in update
+
+
+def _updates(body: bytes) -> list[dict[str, str]]:
+    """The `message` elements of a set_message_status call, as name -> text."""
+    from xml.etree import ElementTree as ET
+
+    return [
+        {child.tag.rsplit("}", 1)[-1]: child.text or "" for child in element}
+        for element in ET.fromstring(body).iter()
+        if element.tag.endswith("}message")
+        and element.find("{urn:toatech:agent}message_id") is not None
+    ]

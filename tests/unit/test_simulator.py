@@ -21,6 +21,9 @@ from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from local.simulator import Simulator, outcome_for
+from smsbridge import safexml
+from smsbridge.carriers import vibes
+from smsbridge.statuses import Status
 from tests.support import LoopbackServer
 
 LOCAL = Path(__file__).resolve().parents[2] / "local"
@@ -353,7 +356,7 @@ def test_conceptomovil_outcomes(sim: Simulator, api: FakeApi, to: str, words: li
     assert [item["statusDelivery"] for item in receipts] == words
 
 
-def test_vibes_default_posts_carrier_then_handset(sim: Simulator, api: FakeApi) -> None:
+def test_vibes_default_posts_system_then_handset(sim: Simulator, api: FakeApi) -> None:
     ref = reference()
     response = vibes_send(sim, api, "+18475551201", ref)
     assert response.status_code == 200
@@ -364,7 +367,9 @@ def test_vibes_default_posts_carrier_then_handset(sim: Simulator, api: FakeApi) 
     wait_until(lambda: len(vibes_receipts(api, gateway_id)) >= 2)
     time.sleep(DELAY_MS * 3 / 1000)
     receipts = vibes_receipts(api, gateway_id)
-    assert [r["root"].findtext("type") for r in receipts] == ["Carrier", "Handset"]
+    # `Carrier` with isError="false" is delivery (SPEC 2.2): in progress is `System`.
+    assert [r["root"].findtext("type") for r in receipts] == ["System", "Handset"]
+    assert [smsbridge_status(r["root"]) for r in receipts] == [Status.ENROUTE, Status.DELIVERED]
     for receipt in receipts:
         assert receipt["request"]["path"] == "/dlr/vibes"
         assert receipt["request"]["query"]["token"] == ["vibes-secret"]
@@ -378,6 +383,33 @@ def test_vibes_default_posts_carrier_then_handset(sim: Simulator, api: FakeApi) 
     [submission] = sim_submissions(sim, ref)
     assert submission["sender"] == "98765"
     assert submission["to"] == "+18475551201"
+
+
+def smsbridge_status(root: ET.Element) -> Status:
+    """The canonical status smsbridge reads from one of the simulator's Vibes receipts."""
+    return vibes.parse_receipt(safexml.parse(ET.tostring(root))).status
+
+
+@pytest.mark.parametrize(
+    ("ending", "statuses"),
+    [
+        ("01", [Status.ENROUTE, Status.DELIVERED]),
+        ("11", [Status.ENROUTE, Status.UNDELIVERABLE]),
+        ("14", [Status.ENROUTE]),
+        ("16", [Status.ENROUTE, Status.UNDELIVERABLE]),
+    ],
+)
+def test_vibes_receipts_keep_the_magic_numbers_promises(
+    sim: Simulator, api: FakeApi, ending: str, statuses: list[Status]
+) -> None:
+    """Read by smsbridge's own Vibes mapping, the receipts end as SPEC 9 promises (`16`: Vibes
+    has no expiry word, an error receipt is undeliverable)."""
+    response = vibes_send(sim, api, f"+184755512{ending}", reference())
+    gateway_id = ET.fromstring(response.content).get("messageId") or ""
+    wait_until(lambda: len(vibes_receipts(api, gateway_id)) >= len(statuses))
+    time.sleep(DELAY_MS * 3 / 1000)
+    receipts = vibes_receipts(api, gateway_id)
+    assert [smsbridge_status(r["root"]) for r in receipts] == statuses
 
 
 def test_vibes_18_fails_on_short_code_and_delivers_on_long_code(
@@ -431,7 +463,7 @@ def test_vibes_21_the_carrier_forwards_by_itself_original_receipt_first(
     assert forward.get("messageId") == original
     assert alternate_id and alternate_id != original
     assert attribute(forward, "status", "isError") == "true"
-    assert [r.findtext("type") for r in alternate] == ["Carrier", "Handset"]
+    assert [r.findtext("type") for r in alternate] == ["System", "Handset"]
     for root in alternate:
         assert root.get("messageId") == alternate_id
         assert root.get("fwdFromMessageId") == original
@@ -534,7 +566,7 @@ def test_15_posts_four_receipts_out_of_order(sim: Simulator, api: FakeApi) -> No
     vibes_id = ET.fromstring(vibes.content).get("messageId") or ""
     wait_until(lambda: len(vibes_receipts(api, vibes_id)) >= 4)
     kinds = [r["root"].findtext("type") for r in vibes_receipts(api, vibes_id)]
-    assert kinds == ["Handset", "Carrier", "Handset", "Carrier"]
+    assert kinds == ["Handset", "System", "Handset", "System"]
 
 
 def test_17_late_answers_dedupe_then_delivers_once(sim: Simulator, api: FakeApi) -> None:

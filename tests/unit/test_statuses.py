@@ -9,11 +9,12 @@ import pytest
 from smsbridge.statuses import (
     ALTERNATE_ELIGIBLE,
     FINAL,
-    OFSC_STATUS,
+    HEARD,
     OPEN,
     Decision,
     Status,
     decide,
+    heard,
 )
 
 S = Status
@@ -154,28 +155,46 @@ def test_alternate_eligible_statuses() -> None:
     assert {S.FAILED, S.UNDELIVERABLE, S.REJECTED, S.EXPIRED, S.UNACCEPTED} == ALTERNATE_ELIGIBLE
 
 
-@pytest.mark.parametrize(
-    ("status", "ofsc"),
-    [
-        (S.QUEUED, "sending"),
-        (S.SUBMITTED, "sending"),
-        (S.ENROUTE, "sending"),
-        (S.UNKNOWN, "sending"),
-        (S.DELIVERED, "delivered"),
-        (S.UNDELIVERABLE, "failed"),
-        (S.EXPIRED, "failed"),
-        (S.REJECTED, "failed"),
-        (S.DELETED, "failed"),
-        (S.UNACCEPTED, "failed"),
-        (S.FAILED, "failed"),
-        (S.TERMINATED, "sent"),
-        (S.FORWARDED, None),
-        (S.CANCELLED, "failed"),
-    ],
-)
-def test_ofsc_status_mapping(status: Status, ofsc: str | None) -> None:
-    assert OFSC_STATUS[status] == ofsc
+#: What the originator hears, one row per status (SPEC 2, 3.1, 3.2, 4.1): OFSC's word, final
+#: outcome, description shown, OFSC told, JSON `final` listeners told, stop_further_attempts.
+HEARD_TABLE: dict[Status, tuple[str, bool, bool, bool, bool, bool]] = {
+    S.QUEUED: ("sending", False, False, False, False, False),
+    S.SUBMITTED: ("sending", False, False, False, False, False),
+    S.ENROUTE: ("sending", False, False, False, False, False),
+    S.UNKNOWN: ("sending", False, False, False, False, False),
+    S.DELIVERED: ("delivered", True, False, True, True, False),
+    S.UNDELIVERABLE: ("failed", True, True, True, True, True),
+    S.EXPIRED: ("failed", True, True, True, True, True),
+    S.REJECTED: ("failed", True, True, True, True, True),
+    S.DELETED: ("failed", True, True, True, True, True),
+    S.UNACCEPTED: ("failed", True, True, True, True, True),
+    S.FAILED: ("failed", True, True, True, True, True),
+    S.TERMINATED: ("sent", True, True, True, True, True),
+    # The alternate's outcome is heard, under the original's message_id.
+    S.FORWARDED: ("sending", False, False, False, False, False),
+    # OFSC dropped it itself and heard OK then.
+    S.CANCELLED: ("failed", True, True, False, True, True),
+}
 
 
-def test_every_status_has_an_ofsc_mapping() -> None:
-    assert set(OFSC_STATUS) == set(Status)
+@pytest.mark.parametrize("status", list(Status), ids=str)
+def test_every_status_has_a_decision_of_what_the_originator_hears(status: Status) -> None:
+    assert status in HEARD, f"status {status!r} has no decision in statuses.HEARD"
+    assert status in HEARD_TABLE, f"status {status!r} has no row in HEARD_TABLE"
+    rule = heard(status)
+    assert (
+        rule.ofsc_status,
+        rule.outcome,
+        rule.shows_description,
+        rule.notifies_ofsc,
+        rule.notifies_final_listeners,
+        rule.stop_further_attempts,
+    ) == HEARD_TABLE[status], f"what the originator hears of {status!r}"
+
+
+def test_an_outcome_is_a_final_and_only_a_final_shows_a_description() -> None:
+    for status in Status:
+        rule = heard(status)
+        assert not rule.outcome or status.is_final, status
+        assert not rule.shows_description or rule.outcome, status
+        assert rule.ofsc_status in ("sending", "delivered", "failed", "sent"), status

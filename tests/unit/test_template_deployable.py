@@ -314,6 +314,11 @@ def allowed(action: str, granted: set[str]) -> bool:
     return any(fnmatch.fnmatchcase(action.lower(), g.lower()) for g in granted)
 
 
+#: Calls that IAM does not know as actions of their own: a transaction's writes are allowed by
+#: the actions of the writes it holds (DynamoDB: "Using IAM with DynamoDB transactions").
+GOVERNED_BY = {"dynamodb:TransactWriteItems": ("dynamodb:PutItem", "dynamodb:UpdateItem")}
+
+
 def layer_actions() -> Iterator[tuple[str, str]]:
     """(file, action) for every AWS call in the layer: boto3 client methods and Powertools'."""
     model = get_session()
@@ -330,7 +335,12 @@ def layer_actions() -> Iterator[tuple[str, str]]:
         for call in re.findall(r"_client\.(\w+)\(", text):
             owners = [f"{s}:{ops[call]}" for s, ops in operations.items() if call in ops]
             assert owners, f"{path.name}: cannot tell which AWS service {call} belongs to"
-            yield path.name, owners[0]
+            for action in GOVERNED_BY.get(owners[0], (owners[0],)):
+                yield path.name, action
+        # A client named for its service (`ssm.get_parameter(...)`, `secretsmanager...`).
+        for service, call in re.findall(r"\b(ssm|secretsmanager|sqs|dynamodb)\.(\w+)\(", text):
+            if service in operations and call in operations[service]:
+                yield path.name, f"{service}:{operations[service][call]}"
         for call in re.findall(r"parameters\.(\w+)\(", text):
             if call in POWERTOOLS_CALLS:
                 yield path.name, POWERTOOLS_CALLS[call]

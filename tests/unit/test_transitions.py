@@ -107,12 +107,39 @@ def test_every_pair_follows_the_ordering_rules(
             assert change.next_check_at == lifecycle.next_check(before, reported, NOW)
             assert change.next_check_at is not None
     else:
-        for moved in ("status", "status_changed_at", "description", "gateway_status"):
+        for moved in ("status", "description"):
             assert moved not in change.fields
+        # SPEC 2.2: an open message's carrier side follows the carrier's latest answer of the
+        # same or a higher rank; a final, or a lower rank, moves nothing.
+        if current not in FINALS and RANK[reported] >= RANK[current]:
+            assert change.fields["gateway_status"] == f"carrier-{reported}"
+            assert change.fields["status_changed_at"] == iso(CARRIER_AT)
+        else:
+            assert "gateway_status" not in change.fields
+            assert "status_changed_at" not in change.fields
         assert change.counters == ("history_rev",)
         assert change.removes == ()
         assert change.next_check_at is None
         assert change.stays_open == (current not in FINALS)
+
+
+def test_the_carrier_side_never_moves_back_in_time() -> None:
+    """A late answer dated before the last change is recorded, but the carrier status and the
+    time of the last change stay those of the newer answer."""
+    held = message(
+        S.SUBMITTED, gateway_status="Pending", status_changed_at=iso(CARRIER_AT + timedelta(1))
+    )
+    late = StatusReport(S.SUBMITTED, source="poll:ip2sms", gateway_status="Accepted", at=CARRIER_AT)
+    change = transition(held, [late], now=NOW)
+    assert change.history[-1].gateway_status == "Accepted"
+    assert "gateway_status" not in change.fields
+    assert "status_changed_at" not in change.fields
+
+
+def test_a_report_without_a_carrier_word_leaves_the_carrier_side_alone() -> None:
+    change = transition(message(S.ENROUTE), [StatusReport(S.ENROUTE, source="test")], now=NOW)
+    assert "gateway_status" not in change.fields
+    assert "status_changed_at" not in change.fields
 
 
 @pytest.mark.parametrize(("current", "reported"), PAIRS, ids=[f"{c}->{r}" for c, r in PAIRS])

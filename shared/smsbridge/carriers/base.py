@@ -48,6 +48,8 @@ class SubmitResult:
     #: The carrier's raw answer state ("Accepted", "accepted", "ok" ...).
     gateway_status: str
     status: Status = Status.SUBMITTED
+    #: The carrier's own time of that state, where its answer gives one (IP2SMS `date`).
+    at: datetime | None = None
 
 
 class SubmitError(Exception):
@@ -172,6 +174,15 @@ class PayloadTooLarge(ReceiptError):
     status_code = 413
     code = "payload_too_large"
     title = "Payload too large"
+
+
+class ReceiptUnavailable(ReceiptError):
+    """smsbridge could not take the receipt now (an internal failure): a 5xx in the format's own
+    shape, so the carrier posts it again later; applying it twice is harmless."""
+
+    status_code = 503
+    code = "internal_error"
+    title = "Internal error"
 
 
 class CarrierFormat(Protocol):

@@ -167,7 +167,10 @@ def _accepted(response: requests.Response) -> SubmitResult:
             status=final,
         )
     return SubmitResult(
-        gateway_id=receipt.gateway_id, gateway_status=receipt.gateway_status, status=receipt.status
+        gateway_id=receipt.gateway_id,
+        gateway_status=receipt.gateway_status,
+        status=receipt.status,
+        at=receipt.at,
     )
 
 

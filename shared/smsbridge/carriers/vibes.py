@@ -34,10 +34,12 @@ from smsbridge.web import HttpAnswer, HttpRequest
 if TYPE_CHECKING:
     import requests
 
-#: `<type>` of a receipt whose `<status isError="false">` → canonical status (SPEC 2.2).
+#: `<type>` of a receipt whose `<status isError="false">` → canonical status (SPEC 2.2). The
+#: seed: with final-only receipts Vibes calls back only when a message "succeeds or fails", and
+#: its example of that call is `Carrier` / `Success`, so a carrier's success is delivery.
 STATES: dict[str, Status] = {
     "Handset": Status.DELIVERED,
-    "Carrier": Status.ENROUTE,
+    "Carrier": Status.DELIVERED,
     "System": Status.ENROUTE,
     # The original's status once Vibes created an alternate for it (seed): not its end.
     "Forwarded": Status.ENROUTE,

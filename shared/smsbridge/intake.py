@@ -138,7 +138,9 @@ class Intake:
 
         A refused `callback_url` raises CallbackUrlRefused before anything is stored. Messages
         are written concurrently (at most `WRITE_CONCURRENCY` at a time) and queued in batches,
-        so a request as large as the body limit allows answers in seconds.
+        so a request as large as the body limit allows answers in seconds. In a batch, a message
+        already stored is answered as read by `MessageRepository.get_views` (the fields of the
+        originator's view only).
         """
         self._check_callback_urls(client, requests)
         now = self._clock()

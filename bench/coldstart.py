@@ -161,14 +161,14 @@ def cold_stack(root: Path) -> Iterator[ColdStack]:
             )
             text = config_text.replace("${SIM_URL}", sim_url).replace("${API_URL}", NO_LISTENER_URL)
             clients.ssm.put_parameter(
-                Name=resources.parameters["ConfigParameterName"],
+                Name=resources.config_parameter,
                 Value=text,
                 Type="String",
                 Overwrite=True,
                 Tier="Advanced" if len(text.encode()) > 4096 else "Standard",
             )
-            clients.secretsmanager.create_secret(
-                Name=resources.parameters["SecretsId"], SecretString=secrets_text
+            clients.secretsmanager.put_secret_value(
+                SecretId=resources.secrets_id, SecretString=secrets_text
             )
             env_file = Path(folder) / "sam-env.json"
             env_file.write_text(json.dumps(_env_vars(resources, endpoint), indent=2), "utf-8")

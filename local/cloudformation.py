@@ -272,6 +272,20 @@ class LocalStackResources:
     def routes(self) -> list[tuple[FunctionSpec, HttpRoute]]:
         return [(fn, route) for fn in self.functions.values() for route in fn.routes]
 
+    def _setting(self, name: str) -> str:
+        env = next(iter(self.functions.values())).environment if self.functions else {}
+        return str(env.get(name, ""))
+
+    @property
+    def config_parameter(self) -> str:
+        """The SSM parameter the functions read their configuration from (CONFIG_PARAMETER)."""
+        return self._setting("CONFIG_PARAMETER")
+
+    @property
+    def secrets_id(self) -> str:
+        """The secret the functions read their credentials from (SECRETS_ID)."""
+        return self._setting("SECRETS_ID")
+
 
 # ------------------------------------------------------------------------------- deployment
 
@@ -405,22 +419,21 @@ def store_documents(
 ) -> None:
     """Put the configuration document and the secret where the stack's functions read them
     (their CONFIG_PARAMETER and SECRETS_ID), as `make config-push` / `secrets-push` do in AWS."""
-    env = next(iter(local.functions.values())).environment if local.functions else {}
-    if env.get("CONFIG_PARAMETER"):
+    if local.config_parameter:
         session.client("ssm").put_parameter(
-            Name=env["CONFIG_PARAMETER"],
+            Name=local.config_parameter,
             Value=config_text,
             Type="String",
             Overwrite=True,
             Tier="Advanced" if len(config_text.encode()) > 4096 else "Standard",
         )
-    if env.get("SECRETS_ID"):
+    if local.secrets_id:
         secretsmanager = session.client("secretsmanager")
         try:
-            secretsmanager.put_secret_value(SecretId=env["SECRETS_ID"], SecretString=secrets_text)
+            secretsmanager.put_secret_value(SecretId=local.secrets_id, SecretString=secrets_text)
         except secretsmanager.exceptions.ResourceNotFoundException:
             # A template that names a secret it does not make (the stack's own always exists).
-            secretsmanager.create_secret(Name=env["SECRETS_ID"], SecretString=secrets_text)
+            secretsmanager.create_secret(Name=local.secrets_id, SecretString=secrets_text)
 
 
 def _filters(criteria: Any) -> tuple[dict[str, Any], ...]:

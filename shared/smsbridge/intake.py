@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
-from smsbridge import callback_urls, phone, text
+from smsbridge import bounds, callback_urls, phone, text
 from smsbridge.config import MESSAGE_TYPES, ClientConfig
 from smsbridge.models import HistoryEntry, Message, Origin, iso, sms_id_for
 from smsbridge.statuses import Status
@@ -77,6 +77,16 @@ def printable(value: str) -> str:
     )
 
 
+def _concurrently[Item, Result](
+    work: Callable[[Item], Result], items: Sequence[Item]
+) -> list[Result]:
+    """`work` on each item, in order; at most `WRITE_CONCURRENCY` at a time (I/O-bound calls)."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(min(WRITE_CONCURRENCY, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRequest:
     """One message as a client hands it in (any protocol)."""
@@ -128,17 +138,27 @@ class Intake:
 
         A refused `callback_url` raises CallbackUrlRefused before anything is stored. Messages
         are written concurrently (at most `WRITE_CONCURRENCY` at a time) and queued in batches,
-        so a request as large as the body limit allows answers in seconds.
+        so a request as large as the body limit allows answers in seconds. In a batch, a message
+        already stored is answered as read by `MessageRepository.get_views` (the fields of the
+        originator's view only).
         """
         self._check_callback_urls(client, requests)
         now = self._clock()
         targets: dict[str, str] = {}
         messages = [self._build(client, request, now, targets) for request in requests]
-        if len(messages) > 1:
-            with ThreadPoolExecutor(min(WRITE_CONCURRENCY, len(messages))) as pool:
-                results = list(pool.map(lambda message: self._store(message, now), messages))
-        else:
-            results = [self._store(message, now) for message in messages]
+        # A batch finds its repeats in batch reads first and writes only the new messages; the
+        # writes stay conditional, so a repeat that races its first request is still stored once.
+        known = self._repository.get_views(m.id for m in messages) if len(messages) > 1 else {}
+        written = iter(
+            _concurrently(
+                lambda message: self._store(message, now),
+                [message for message in messages if message.id not in known],
+            )
+        )
+        results = [
+            (known[message.id], False) if message.id in known else next(written)
+            for message in messages
+        ]
         answers: list[Message] = []
         to_queue: list[str] = []
         for stored, created in results:
@@ -178,6 +198,35 @@ class Intake:
         if message.status == Status.FORWARDED and message.forwarded_to:
             return self._repository.get(message.forwarded_to) or message
         return message
+
+    def outcomes_of(self, messages: Sequence[Message]) -> list[Message]:
+        """`outcome_of` each message, the alternates read in batches (their view fields only:
+        `Repository.get_views`)."""
+        wanted = [
+            m.forwarded_to for m in messages if m.status == Status.FORWARDED and m.forwarded_to
+        ]
+        alternates = self._repository.get_views(wanted) if wanted else {}
+        return [
+            alternates.get(m.forwarded_to, m) if m.status == Status.FORWARDED else m
+            for m in messages
+        ]
+
+    def outcome_statuses(
+        self, client: ClientConfig, message_ids: Sequence[str]
+    ) -> list[Status | None]:
+        """The status the originator hears of each message id, in order (None: unknown): the
+        alternate's for a forwarded message. Batch reads of the status fields only."""
+        sms_ids = [sms_id_for(client.name, message_id) for message_id in message_ids]
+        found = self._repository.statuses(sms_ids)
+        wanted = [to for status, to in found.values() if status == Status.FORWARDED and to]
+        alternates = self._repository.statuses(wanted) if wanted else {}
+        answers: list[Status | None] = []
+        for sms_id in sms_ids:
+            status, forwarded_to = found.get(sms_id, (None, ""))
+            if status == Status.FORWARDED and forwarded_to in alternates:
+                status = alternates[forwarded_to][0]
+            answers.append(status)
+        return answers
 
     @staticmethod
     def _check_callback_urls(client: ClientConfig, requests: Sequence[MessageRequest]) -> None:
@@ -228,6 +277,41 @@ class Intake:
             return CancelResult.NOT_FOUND, None
         return CancelResult.UNDER_PROCESSING, message
 
+    def cancel_many(
+        self, client: ClientConfig, message_ids: Sequence[str]
+    ) -> list[tuple[CancelResult, Status | None]]:
+        """`cancel` each message id, in order, with the status after the attempt (None: unknown).
+
+        One batch read tells which messages are still queued; only those get the conditional
+        write, `WRITE_CONCURRENCY` at a time (a message read as submitted or final can never be
+        queued again, and an id read as unknown is answered unknown, as it would have been had
+        the writes run one by one before a concurrent send stored it).
+        """
+        sms_ids = [sms_id_for(client.name, message_id) for message_id in message_ids]
+        current = {sms_id: found[0] for sms_id, found in self._repository.statuses(sms_ids).items()}
+        queued = [i for i in dict.fromkeys(sms_ids) if current.get(i) == Status.QUEUED]
+        now, source = self._clock(), f"client:{client.name}"
+        written = _concurrently(
+            lambda sms_id: self._repository.cancel(
+                sms_id, now=now, source=source, return_message=False
+            ),
+            queued,
+        )
+        after = dict(zip(queued, written, strict=True))
+        answers: list[tuple[CancelResult, Status | None]] = []
+        for sms_id in sms_ids:
+            if sms_id in after:
+                cancelled, message = after[sms_id]
+                if cancelled:
+                    answers.append((CancelResult.CANCELLED, Status.CANCELLED))
+                    continue
+                status = message.status if message else None
+            else:
+                status = current.get(sms_id)
+            result = CancelResult.NOT_FOUND if status is None else CancelResult.UNDER_PROCESSING
+            answers.append((result, status))
+        return answers
+
     # --- building the record ----------------------------------------------------------------
 
     def _build(
@@ -272,14 +356,14 @@ class Intake:
         log_body = body
         if message_type in OTP_TYPES and not self._settings.store_otp_body:
             log_body = text.mask_digits(body)
-        description = problem or "accepted"
+        description = bounds.DESCRIPTION.cut(problem or "accepted")
         return Message(
             id=sms_id_for(client.name, client_message_id),
             client=client.name,
             message_id=client_message_id,
             phone_number=number[:32],
             type=message_type[:32],
-            body=log_body,
+            body=bounds.TEXT.cut(log_body),
             sender=sender,
             carrier=carrier_name,
             segments=segments,

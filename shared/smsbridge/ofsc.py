@@ -23,7 +23,7 @@ from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
 
-from smsbridge import auth, safexml
+from smsbridge import auth, bounds, dates, safexml
 from smsbridge.statuses import Status, heard
 
 NAMESPACE = "urn:toatech:agent"
@@ -37,6 +37,15 @@ OPERATIONS: frozenset[str] = frozenset({"send_message", "get_message_status", "d
 
 #: OFSC sends batches of 10 or more; a `set_message_status` call carries at most this many.
 MAX_STATUS_UPDATES = 100
+
+#: The most messages one call may carry, per operation: each fits the 15 s function time-out
+#: at 10 ms per DynamoDB call, and each is more than a 256 KiB body can hold (README, "Batch
+#: sizes"). A call over it is refused with HTTP 413 before any work.
+MAX_MESSAGES: dict[str, int] = {
+    "send_message": 3_200,
+    "get_message_status": 6_000,
+    "drop_message": 6_000,
+}
 
 #: `result/code` values of `get_message_status`, `drop_message` and `set_message_status`.
 CODE_OK = "OK"
@@ -54,7 +63,6 @@ _MAX_ECHOED_NAME = 64
 _NOT_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _PHONE = re.compile(r"\+?[0-9 ()\-]+")
 _PHONE_DIGITS = (6, 16)
-_SEND_TO_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TRUE = frozenset({"true", "1", "yes", "y"})
 _FALSE = frozenset({"false", "0", "no", "n"})
 _MESSAGE_FIELDS = frozenset(
@@ -126,6 +134,11 @@ class OfscFault(Exception):
     def envelope(self) -> str:
         """The SOAP 1.1 Fault document to answer with."""
         return fault(self.faultcode, self.faultstring)
+
+
+def too_many_messages(operation: str, most: int) -> OfscFault:
+    """The fault for a call with more messages than `MAX_MESSAGES` allows."""
+    return OfscFault("Client", f"{operation} carries at most {most} messages", 413)
 
 
 def authentication_failed() -> OfscFault:
@@ -249,11 +262,9 @@ def _auth_string(now: str, login: str, secret: str, hash_kind: str) -> str:
 
 
 def parse_now(value: str) -> datetime:
-    """The `now` of a `user` block (ISO 8601, e.g. 2011-07-07T09:30:58+00:00) as aware UTC."""
-    parsed = datetime.fromisoformat(value.strip())
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    """The `now` of a `user` block (ISO 8601, e.g. 2011-07-07T09:30:58+00:00) as aware UTC;
+    `dates.DateError` (a ValueError) when unreadable or out of range in UTC."""
+    return dates.parse_iso(value)
 
 
 def verify_user(
@@ -356,6 +367,15 @@ def recipient_of(message: OfscMessage) -> Recipient:
         raise ValueError("no recipient: address is not a phone number and the body names none")
     if not text:
         raise ValueError("the message has no text")
+    for bound, value in (
+        (bounds.TO, to),
+        (bounds.TEXT, text),
+        (bounds.TYPE, kind or ""),
+        (bounds.SENDER, sender or ""),
+    ):
+        problem = bound.problem(value)
+        if problem:
+            raise ValueError(problem)
     return Recipient(to=to, text=text, type=kind, sender=sender, alternate_delivery=alternate)
 
 
@@ -428,21 +448,14 @@ def _flag(value: str | None) -> bool | None:
 
 
 def parse_send_to(value: str) -> datetime | None:
-    """`send_to` (GMT 'YYYY-MM-DD HH24:MI:SS') as aware UTC; '' is None; a bad value ValueError."""
-    stripped = value.strip()
-    if not stripped:
+    """`send_to` (GMT 'YYYY-MM-DD HH24:MI:SS', ISO 8601 tolerated) as aware UTC; '' is None;
+    an unreadable or out-of-range value raises `dates.DateError` (a ValueError)."""
+    if not value.strip():
         return None
     try:
-        return datetime.strptime(stripped, _SEND_TO_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(stripped)
-    except ValueError:
-        raise ValueError("send_to is not a GMT date and time (YYYY-MM-DD HH24:MI:SS)") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        return dates.parse_gmt(value)
+    except dates.DateError as exc:
+        raise dates.DateError(f"send_to: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,10 +11,9 @@ from datetime import datetime
 
 from smsbridge import auth, ofsc
 from smsbridge.config import ClientConfig
-from smsbridge.intake import CancelResult, Intake, MessageRequest, message_id_problem
+from smsbridge.intake import Intake, MessageRequest, message_id_problem
 from smsbridge.models import Message, Origin, parse_iso, utcnow
 from smsbridge.originator import view_of
-from smsbridge.statuses import Status
 from smsbridge.web import HttpAnswer, HttpRequest
 
 logger = logging.getLogger("smsbridge.ofsc")
@@ -53,16 +52,15 @@ class OfscService:
         if client is None:
             logger.warning("OFSC authentication failed")
             return fault_answer(ofsc.authentication_failed())
+        most = ofsc.MAX_MESSAGES[call.operation]
+        if len(call.messages) > most:
+            return fault_answer(ofsc.too_many_messages(call.operation, most))
         if call.operation == "send_message":
             body = self._send(client, call.messages)
         elif call.operation == "get_message_status":
-            body = ofsc.get_message_status_response(
-                [self._status(client, item.message_id) for item in call.messages]
-            )
+            body = ofsc.get_message_status_response(self._statuses(client, call.messages))
         else:
-            body = ofsc.drop_message_response(
-                [self._drop(client, item.message_id) for item in call.messages]
-            )
+            body = ofsc.drop_message_response(self._drops(client, call.messages))
         return HttpAnswer(200, body, SOAP_CONTENT_TYPE)
 
     # --- authentication -------------------------------------------------------------------
@@ -95,7 +93,8 @@ class OfscService:
     def _send(self, client: ClientConfig, messages: list[ofsc.OfscMessage]) -> str:
         """Messages whose message_id breaks the rule are answered `failed` and never stored."""
         usable = [item for item in messages if not message_id_problem(item.message_id)]
-        stored = iter(self._intake.accept(client, [self._request_of(item) for item in usable]))
+        accepted = self._intake.accept(client, [self._request_of(item) for item in usable])
+        stored = iter(self._intake.outcomes_of(accepted))
         responses: list[ofsc.MessageResponse] = []
         for item in messages:
             problem = message_id_problem(item.message_id)
@@ -125,8 +124,8 @@ class OfscService:
             problem = f"unreadable message: {exc}"
         try:
             send_to = ofsc.parse_send_to(item.send_to)
-        except ValueError:
-            send_to, problem = None, problem or "send_to is not 'YYYY-MM-DD HH:MM:SS'"
+        except ValueError as exc:
+            send_to, problem = None, problem or str(exc)
         return MessageRequest(
             to=recipient.to,
             text=recipient.text,
@@ -139,8 +138,8 @@ class OfscService:
             invalid_reason=problem,
         )
 
-    def _response(self, client: ClientConfig, message: Message) -> ofsc.MessageResponse:
-        view = view_of(self._intake.outcome_of(message))
+    def _response(self, client: ClientConfig, outcome: Message) -> ofsc.MessageResponse:
+        view = view_of(outcome)
         status = view.word
         if status == "sending" and client.workflow == "simple":
             status = "sent"
@@ -152,16 +151,18 @@ class OfscService:
             stop_further_attempts=view.stop_further_attempts,
         )
 
-    def _status(self, client: ClientConfig, message_id: str) -> ofsc.Result:
-        if message_id_problem(message_id):
-            return ofsc.status_result(message_id, None)
-        message = self._intake.outcome(client, message_id)
-        return ofsc.status_result(message_id, view_of(message).status if message else None)
+    def _statuses(
+        self, client: ClientConfig, messages: list[ofsc.OfscMessage]
+    ) -> list[ofsc.Result]:
+        """Batch reads for the whole request (an id that breaks the rule is never stored)."""
+        ids = [item.message_id for item in messages]
+        usable = [mid for mid in ids if not message_id_problem(mid)]
+        found = dict(zip(usable, self._intake.outcome_statuses(client, usable), strict=True))
+        return [ofsc.status_result(mid, found.get(mid)) for mid in ids]
 
-    def _drop(self, client: ClientConfig, message_id: str) -> ofsc.Result:
-        if message_id_problem(message_id):
-            return ofsc.drop_result(message_id, None)
-        result, message = self._intake.cancel(client, message_id)
-        if result == CancelResult.CANCELLED:
-            return ofsc.drop_result(message_id, Status.CANCELLED)
-        return ofsc.drop_result(message_id, message.status if message else None)
+    def _drops(self, client: ClientConfig, messages: list[ofsc.OfscMessage]) -> list[ofsc.Result]:
+        """One batch read, then the conditional writes of the queued messages, concurrently."""
+        ids = [item.message_id for item in messages]
+        usable = [mid for mid in ids if not message_id_problem(mid)]
+        found = dict(zip(usable, self._intake.cancel_many(client, usable), strict=True))
+        return [ofsc.drop_result(mid, found[mid][1] if mid in found else None) for mid in ids]

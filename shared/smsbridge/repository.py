@@ -42,6 +42,12 @@ LOG_INDEX = "LogByDay"
 LOG_INDEX_SHARDS = 4
 #: Orphan receipts kept per carrier id at most (a carrier repeating itself cannot grow the item).
 MAX_ORPHANS = 50
+#: BatchGetItem takes at most 100 keys a call.
+BATCH_GET_KEYS = 100
+#: Tries of one BatchGetItem call while keys come back unprocessed; the first wait (seconds),
+#: doubled at each retry and capped at 1 s.
+BATCH_GET_ROUNDS = 8
+BATCH_GET_BACKOFF = 0.05
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -49,6 +55,13 @@ _deserializer = TypeDeserializer()
 
 class MessageNotFound(LookupError):
     pass
+
+
+class BatchReadIncomplete(RuntimeError):
+    """DynamoDB left keys unprocessed through every retry (the table is throttled)."""
+
+    def __init__(self, unprocessed: int) -> None:
+        super().__init__(f"{unprocessed} keys still unprocessed after {BATCH_GET_ROUNDS} tries")
 
 
 def open_shard_of(sms_id: str) -> str:
@@ -124,6 +137,26 @@ _OMITTED_WHEN_ZERO = frozenset({"status_seq"})
 _MISSING: dict[str, Any] = {"type": "text"}
 _FIELD_TYPES = get_type_hints(Message)
 _MAPPED = tuple(f for f in fields(Message) if f.name not in _NOT_MAPPED)
+
+
+#: What `originator.view_of` reads of a message (with `item_type` to tell messages apart).
+VIEW_ATTRIBUTES = (
+    "id",
+    "item_type",
+    "status",
+    "message_id",
+    "submitter_message_id",
+    "forwarded_from",
+    "forwarded_to",
+    "description",
+    "gateway_status",
+    "status_changed_at",
+    "delivered_at",
+)
+_VIEW_NAMES = {f"#{name}": name for name in VIEW_ATTRIBUTES}
+_VIEW_PROJECTION = ", ".join(_VIEW_NAMES)
+_STATUS_NAMES = {f"#{name}": name for name in ("id", "item_type", "status", "forwarded_to")}
+_STATUS_PROJECTION = ", ".join(_STATUS_NAMES)
 
 
 _READERS: dict[Any, Callable[[Any], Any]] = {
@@ -288,21 +321,53 @@ class MessageRepository:
             if item.get("item_type", {}).get("S") == "message"
         ]
 
-    def _batch_get(self, ids: Iterable[str], projection: str = "") -> Iterator[dict[str, Any]]:
-        """The items of `ids` (strongly consistent, 100 a call, unprocessed keys retried)."""
+    def get_views(self, sms_ids: Iterable[str]) -> dict[str, Message]:
+        """The messages of `sms_ids` that exist, by id, with only `VIEW_ATTRIBUTES` read (the
+        other fields hold their defaults): enough for `originator.view_of` and no more, so that
+        a large batch of answers reads a fraction of each item. Batch reads, strongly consistent.
+        """
+        items = self._batch_get(sms_ids, _VIEW_PROJECTION, _VIEW_NAMES)
+        return {
+            item["id"]["S"]: message_from_item(item)
+            for item in items
+            if item.get("item_type", {}).get("S") == "message"
+        }
+
+    def statuses(self, sms_ids: Iterable[str]) -> dict[str, tuple[Status, str]]:
+        """sms id -> (status, forwarded_to) of the messages that exist (batch reads of three
+        attributes, strongly consistent)."""
+        return {
+            item["id"]["S"]: (
+                Status(item["status"]["S"]),
+                item.get("forwarded_to", {}).get("S", ""),
+            )
+            for item in self._batch_get(sms_ids, _STATUS_PROJECTION, _STATUS_NAMES)
+            if item.get("item_type", {}).get("S") == "message" and "status" in item
+        }
+
+    def _batch_get(
+        self, ids: Iterable[str], projection: str = "", names: Mapping[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The items of `ids` (strongly consistent, `BATCH_GET_KEYS` a call); unprocessed keys
+        are retried with a doubling back-off, `BATCH_GET_ROUNDS` times at most per call."""
         keys = [{"id": {"S": key}} for key in dict.fromkeys(ids)]
         while keys:
-            chunk, keys = keys[:100], keys[100:]
+            chunk, keys = keys[:BATCH_GET_KEYS], keys[BATCH_GET_KEYS:]
             read: dict[str, Any] = {"Keys": chunk, "ConsistentRead": True}
             if projection:
                 read["ProjectionExpression"] = projection
+            if names:
+                read["ExpressionAttributeNames"] = dict(names)
             request: dict[str, Any] = {self._table: read}
-            while request:
+            for round_ in range(BATCH_GET_ROUNDS):
                 answer = self._client.batch_get_item(RequestItems=request)
                 yield from answer.get("Responses", {}).get(self._table, [])
                 request = answer.get("UnprocessedKeys") or {}
-                if request:
-                    time.sleep(0.05)
+                if not request:
+                    break
+                time.sleep(min(BATCH_GET_BACKOFF * 2**round_, 1.0))
+            else:
+                raise BatchReadIncomplete(len(request[self._table]["Keys"]))
 
     def claim(self, sms_id: str, *, now: datetime, lease_seconds: int) -> ClaimOutcome:
         """Take a queued message for one submission try, so a second delivery of its record
@@ -496,10 +561,13 @@ class MessageRepository:
             return False
         return True
 
-    def cancel(self, sms_id: str, *, now: datetime, source: str) -> tuple[bool, Message | None]:
+    def cancel(
+        self, sms_id: str, *, now: datetime, source: str, return_message: bool = True
+    ) -> tuple[bool, Message | None]:
         """Cancel a message that is still queued and not being submitted.
 
-        (True, message) when cancelled; (False, current) when it is under processing or final;
+        (True, message) when cancelled (message None when `return_message` is False: the write
+        then returns nothing); (False, current) when it is under processing or final;
         (False, None) when unknown.
         """
         entry = HistoryEntry(at=iso(now), status=Status.CANCELLED.value, source=source)
@@ -535,11 +603,11 @@ class MessageRepository:
                     ":queued": {"S": Status.QUEUED.value},
                     ":epoch": {"N": str(int(now.timestamp()))},
                 },
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW" if return_message else "NONE",
             )
         except self._conditional_failed:
             return False, self.get(sms_id)
-        return True, message_from_item(answer["Attributes"])
+        return True, message_from_item(answer["Attributes"]) if return_message else None
 
     def due_sms_ids(self, shard: str, *, now_epoch: int, limit: int) -> list[str]:
         """Open messages of one index shard whose next check is due (eventually consistent)."""

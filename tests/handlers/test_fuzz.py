@@ -7,10 +7,13 @@ hundred cases; `make fuzz` (FUZZ_EXAMPLES=2000) runs over 10,000 and prints the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 from xml.etree import ElementTree as ET
@@ -21,7 +24,7 @@ from hypothesis import strategies as st
 
 from local.api import http_event
 from tests.handlers.conftest import Stack, dlr_event
-from tests.support import basic
+from tests.support import basic, bearer
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 FUZZ = settings(
@@ -31,6 +34,9 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 COUNTS: Counter[str] = Counter()
+#: Cases of the calendar-edge and size generators, per field (also counted per route).
+FIELD_COUNTS: Counter[str] = Counter()
+RECEIPT_IDS = itertools.count(1)
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 URN = "urn:toatech:agent"
@@ -276,6 +282,9 @@ def report_counts() -> Iterator[None]:
         for route, count in sorted(COUNTS.items()):
             print(f"  {route:28} {count:6}")
         print(f"  {'total':28} {sum(COUNTS.values()):6}")
+        print("of which calendar-edge and size cases per field:")
+        for name, count in sorted(FIELD_COUNTS.items()):
+            print(f"  {name:40} {count:6}")
 
 
 @pytest.fixture(autouse=True)
@@ -418,3 +427,353 @@ def test_support_message_paths(stack: Stack, client: str, segment: str, token: s
         headers={"authorization": token},
     )
     check_json("GET /v1/messages/{client}/{id}", stack.invoke(handler, event))
+
+
+# --- calendar edges on every date field -------------------------------------------------------
+# Years 1 and 9999 at their first and last hours, every UTC offset from -23:59 to +23:59, leap
+# days (real and not), second 60. A date out of range in UTC must be refused as a bad field,
+# never answered 5xx.
+
+MAX_OFFSET_MINUTES = 23 * 60 + 59
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+@dataclass(frozen=True)
+class Moment:
+    """Calendar fields as written, which need not make a real date (30 February, second 60)."""
+
+    year: int
+    month: int
+    day: int
+    hour: int
+    minute: int
+    second: int
+    offset: int
+
+    def offset_text(self, colon: bool = True) -> str:
+        sign = "-" if self.offset < 0 else "+"
+        hours, minutes = divmod(abs(self.offset), 60)
+        return f"{sign}{hours:02d}{':' if colon else ''}{minutes:02d}"
+
+    def gmt(self) -> str:
+        """OFSC's GMT form, no offset."""
+        return (
+            f"{self.year:04d}-{self.month:02d}-{self.day:02d} "
+            f"{self.hour:02d}:{self.minute:02d}:{self.second:02d}"
+        )
+
+    def iso(self, separator: str = "T") -> str:
+        zone = "Z" if self.offset == 0 else self.offset_text()
+        return self.gmt().replace(" ", separator) + zone
+
+    def rfc2822(self) -> str:
+        return (
+            f"Mon, {self.day:02d} {MONTHS[self.month - 1]} {self.year:04d} "
+            f"{self.hour:02d}:{self.minute:02d}:{self.second:02d} {self.offset_text(colon=False)}"
+        )
+
+
+@st.composite
+def calendar_edge(draw: st.DrawFn) -> Moment:
+    kind = draw(st.sampled_from(["first", "last", "leap", "any"]))
+    hour = draw(st.integers(0, 23))
+    offset = draw(st.integers(-MAX_OFFSET_MINUTES, MAX_OFFSET_MINUTES))
+    if kind == "first":
+        # Mostly an offset that moves the first hours of year 1 before it, in UTC.
+        year, month, day, hour = 1, 1, 1, draw(st.sampled_from([0, 0, 1, hour]))
+        offset = draw(st.sampled_from([abs(offset) or 1, offset]))
+    elif kind == "last":
+        year, month, day, hour = 9999, 12, 31, draw(st.sampled_from([23, 23, 22, hour]))
+        offset = draw(st.sampled_from([-abs(offset) or -1, offset]))
+    elif kind == "leap":
+        year, month, day = draw(st.sampled_from([4, 1900, 2000, 2024, 2100, 9996, 9999])), 2, 29
+    else:
+        year = draw(st.sampled_from([1, 9999]) | st.integers(1, 9999))
+        month, day = draw(st.integers(1, 12)), draw(st.integers(1, 31))
+    minute = draw(st.integers(0, 59))
+    second = draw(st.sampled_from([0, 59, 60]) | st.integers(0, 60))
+    return Moment(year, month, day, hour, minute, second, offset)
+
+
+iso_dates = st.builds(Moment.iso, calendar_edge(), st.sampled_from(["T", " "]))
+ofsc_dates = st.one_of(iso_dates, calendar_edge().map(Moment.gmt))
+rfc2822_dates = st.one_of(calendar_edge().map(Moment.rfc2822), iso_dates)
+MAX_EPOCH_MS = 253_402_300_799_999
+epoch_ms = st.one_of(
+    st.sampled_from([0, 1, -1, MAX_EPOCH_MS, MAX_EPOCH_MS + 1, 2**53, 2**63, -(2**63)]),
+    st.integers(MAX_EPOCH_MS - 86_400_000, MAX_EPOCH_MS + 86_400_000),
+    st.integers(-86_400_000, 86_400_000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers().map(str),
+)
+
+
+def ofsc_send(send_to: str, user: str = "", message_id: str = "d-1", body: str = "Hi") -> bytes:
+    message = (
+        f"<urn:message><urn:message_id>{_xml_escape(message_id)}</urn:message_id>"
+        f"<urn:address>+4915112345678</urn:address><urn:body>{_xml_escape(body)}</urn:body>"
+        f"<urn:send_to>{_xml_escape(send_to)}</urn:send_to></urn:message>"
+    )
+    return utf8(
+        f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="{SOAP}" '
+        f'xmlns:urn="{URN}"><soapenv:Body><urn:send_message>{user}<urn:messages>{message}'
+        "</urn:messages></urn:send_message></soapenv:Body></soapenv:Envelope>"
+    )
+
+
+def user_block(now: str) -> str:
+    from smsbridge import ofsc
+
+    auth_string = ofsc.auth_string_sha256(now, "ofsc", "ofsc-secret")
+    return (
+        f"<urn:user><urn:now>{_xml_escape(now)}</urn:now><urn:login>ofsc</urn:login>"
+        f"<urn:company>acme</urn:company><urn:auth_string>{auth_string}</urn:auth_string>"
+        "</urn:user>"
+    )
+
+
+SOAP_HEADERS = {"content-type": "text/xml; charset=utf-8"}
+
+
+@FUZZ
+@given(send_to=ofsc_dates)
+def test_ofsc_send_to_calendar_edges(stack: Stack, send_to: str) -> None:
+    FIELD_COUNTS["date: ofsc send_to"] += 1
+    handler = stack.handler_once("send_message")
+    headers = {**SOAP_HEADERS, "authorization": basic("ofsc", "ofsc-secret")}
+    answer = stack.invoke(
+        handler, http_event("POST", "/ofsc", body=ofsc_send(send_to), headers=headers)
+    )
+    check_soap(answer)
+    assert answer["statusCode"] == 200, answer["body"]
+
+
+@FUZZ
+@given(now=ofsc_dates)
+def test_ofsc_user_now_calendar_edges(stack: Stack, now: str) -> None:
+    FIELD_COUNTS["date: ofsc user/now"] += 1
+    handler = stack.handler_once("send_message")
+    body = ofsc_send("", user=user_block(now))
+    answer = stack.invoke(handler, http_event("POST", "/ofsc", body=body, headers=SOAP_HEADERS))
+    check_soap(answer)
+    assert answer["statusCode"] == 401, answer["body"]  # never within 30 minutes of now
+
+
+@FUZZ
+@given(receipt_date=iso_dates)
+def test_vibes_receipt_date_calendar_edges(stack: Stack, receipt_date: str) -> None:
+    FIELD_COUNTS["date: vibes receiptDate"] += 1
+    body = (
+        f'<mtMessageResponse messageId="v-edge" receiptDate="{receipt_date}"><type>Handset</type>'
+        '<status isError="false"><description>d</description></status></mtMessageResponse>'
+    )
+    event = dlr_event(
+        "vibes", query="token=vibes-secret", body=body, headers={"content-type": "application/xml"}
+    )
+    answer = stack.invoke(stack.handler_once("dlr_webhook"), event)
+    check_receipt("vibes", answer)
+    assert answer["statusCode"] == 200, answer["body"]
+
+
+@FUZZ
+@given(send_date=epoch_ms, done_date=epoch_ms | st.none())
+def test_conceptomovil_epoch_calendar_edges(stack: Stack, send_date: Any, done_date: Any) -> None:
+    FIELD_COUNTS["date: conceptomovil sendDate/doneDate"] += 1
+    receipt = {"messageId": 7, "statusDelivery": "DELIVERED", "sendDate": send_date}
+    if done_date is not None:
+        receipt["doneDate"] = done_date
+    event = dlr_event(
+        "conceptomovil",
+        body=json.dumps(receipt),
+        headers={
+            "content-type": "application/json",
+            "authorization": CARRIER_AUTH["conceptomovil"],
+        },
+    )
+    check_receipt("conceptomovil", stack.invoke(stack.handler_once("dlr_webhook"), event))
+
+
+@FUZZ
+@given(date=rfc2822_dates)
+def test_ip2sms_status_answer_calendar_edges(date: str) -> None:
+    """The `<status date>` of IP2SMS submission and poll answers (no HTTP route reads it)."""
+    from smsbridge import safexml
+    from smsbridge.carriers import ip2sms
+
+    COUNTS["ip2sms status answers"] += 1
+    FIELD_COUNTS["date: ip2sms status date"] += 1
+    root = safexml.parse(f'<status id="5" date="{date}"><state>Delivered</state></status>')
+    receipt = ip2sms.parse_status(root)
+    if receipt.at is not None:
+        assert receipt.at.utcoffset() == timedelta(0)
+    else:
+        assert receipt.extra["receipt_date"] == date  # kept as received, in the history
+
+
+@FUZZ
+@given(
+    validity=st.sampled_from([0, 1, 10_080, 10_081, -1, 2**31, 2**63, 10**400])
+    | st.floats()
+    | st.integers()
+    | nasty_text
+)
+def test_json_validity_edges(stack: Stack, validity: Any) -> None:
+    FIELD_COUNTS["date: json validity_minutes"] += 1
+    message = {"to": "+4915112345678", "text": "x", "validity_minutes": validity}
+    handler = stack.handler_once("send_message")
+    body = utf8(json.dumps(message, allow_nan=True))
+    answer = stack.invoke(handler, http_event("POST", "/v1/messages", body=body, headers=bearer()))
+    check_json("POST /v1/messages", answer)
+
+
+# --- field sizes, in multi-byte text -----------------------------------------------------------
+
+#: One, two, three and four UTF-8 bytes; a combining mark.
+WIDE_CHARS = ["a", "é", "中", "😀", "\u0301"]
+
+
+@st.composite
+def sized_text(draw: st.DrawFn, most: int = 90_000) -> str:
+    """Text of one-to-four-byte characters, around the bounds and up to the body limit."""
+    count = draw(
+        st.sampled_from([16, 17, 32, 33, 64, 65, 100, 101, 300, 500, 501, 4_000, 4_001])
+        | st.integers(0, 600)
+        | st.integers(0, most)
+    )
+    chars = draw(st.lists(st.sampled_from(WIDE_CHARS), min_size=1, max_size=3))
+    return "".join(chars[i % len(chars)] for i in range(count))
+
+
+@st.composite
+def sized_ofsc_body(draw: st.DrawFn) -> tuple[str, str]:
+    """(address, body) in the three body forms, one field of them sized."""
+    field_name = draw(st.sampled_from(["to", "text", "type", "sender"]))
+    value = draw(sized_text())
+    fields = {"to": "+4915112345678", "text": "Hi", field_name: value}
+    form = draw(st.sampled_from(["json", "xml", "plain"]))
+    if form == "json":
+        return "", json.dumps(fields, ensure_ascii=draw(st.booleans()))
+    if form == "xml":
+        inner = "".join(f"<{k}>{_xml_escape(v)}</{k}>" for k, v in fields.items())
+        return "", f"<sms>{inner}</sms>"
+    return (fields["to"], fields["text"])
+
+
+def stored_fits(stack: Stack, sms_id: str) -> None:
+    from smsbridge import bounds
+
+    record = stack.item(sms_id)
+    if record is None:
+        return
+    for name, bound in (
+        ("sender", bounds.SENDER),
+        ("phone_number", bounds.TO),
+        ("type", bounds.TYPE),
+        ("description", bounds.DESCRIPTION),
+        ("body", bounds.TEXT),
+    ):
+        assert bound.problem(str(record.get(name, ""))) is None, (name, len(record[name]))
+
+
+@FUZZ
+@given(form=sized_ofsc_body(), message_id=sized_text(most=300))
+def test_ofsc_field_sizes(stack: Stack, form: tuple[str, str], message_id: str) -> None:
+    FIELD_COUNTS["size: ofsc message fields"] += 1
+    from smsbridge.models import sms_id_for
+
+    address, body = form
+    message_id = message_id.strip() or "x"
+    message = (
+        f"<urn:message><urn:message_id>{_xml_escape(message_id)}</urn:message_id>"
+        f"<urn:address>{_xml_escape(address)}</urn:address>"
+        f"<urn:body>{_xml_escape(body)}</urn:body></urn:message>"
+    )
+    document = utf8(
+        f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="{SOAP}" '
+        f'xmlns:urn="{URN}"><soapenv:Body><urn:send_message><urn:messages>{message}'
+        "</urn:messages></urn:send_message></soapenv:Body></soapenv:Envelope>"
+    )
+    headers = {**SOAP_HEADERS, "authorization": basic("ofsc", "ofsc-secret")}
+    answer = stack.invoke(
+        stack.handler_once("send_message"),
+        http_event("POST", "/ofsc", body=document, headers=headers),
+    )
+    check_soap(answer)
+    assert answer["statusCode"] in (200, 413), answer["body"][:300]
+    stored_fits(stack, sms_id_for("ofsc", message_id))
+
+
+@FUZZ
+@given(
+    field_name=st.sampled_from(["to", "text", "sender", "message_id", "country"]),
+    value=sized_text(),
+)
+def test_json_field_sizes(stack: Stack, field_name: str, value: str) -> None:
+    FIELD_COUNTS["size: json message fields"] += 1
+    message = {"to": "+4915112345678", "text": "x", field_name: value}
+    body = utf8(json.dumps(message, ensure_ascii=False))
+    handler = stack.handler_once("send_message")
+    answer = stack.invoke(handler, http_event("POST", "/v1/messages", body=body, headers=bearer()))
+    check_json("POST /v1/messages", answer)
+
+
+@FUZZ
+@given(
+    carrier=st.sampled_from(["conceptomovil", "vibes", "smartswitch"]),
+    value=sized_text(most=60_000),
+    data=st.data(),
+)
+def test_receipt_field_sizes(stack: Stack, carrier: str, value: str, data: st.DataObject) -> None:
+    """The carrier's operator, status word, error codes and description, at every size."""
+    FIELD_COUNTS[f"size: {carrier} receipt fields"] += 1
+    gateway_id = f"size-{next(RECEIPT_IDS)}"
+    if carrier == "conceptomovil":
+        receipt = {
+            "messageId": gateway_id,
+            "statusDelivery": "DELIVERED",
+            "sendDate": 1,
+            "carrier": value,
+        }
+        body, query = utf8(json.dumps(receipt, ensure_ascii=data.draw(st.booleans()))), ""
+        headers = {"content-type": "application/json", "authorization": CARRIER_AUTH[carrier]}
+    elif carrier == "vibes":
+        where = data.draw(st.sampled_from(["description", "errorCode", "internalErrorCode"]))
+        body = utf8(
+            f'<mtMessageResponse messageId="{gateway_id}"><type>Carrier</type>'
+            '<status isError="true">'
+            f"<{where}>{_xml_escape(value)}</{where}></status></mtMessageResponse>"
+        )
+        query, headers = "token=vibes-secret", {"content-type": "application/xml"}
+    else:
+        params = {
+            "_login": "smartswitch",
+            "_password": "smartswitch-secret",
+            "message_id": gateway_id,
+            "message_state": value,
+        }
+        from urllib.parse import urlencode
+
+        body = utf8(urlencode(params))
+        query, headers = "", {"content-type": "application/x-www-form-urlencoded"}
+    event = dlr_event(carrier, query=query, body=body, headers=headers)
+    answer = stack.invoke(stack.handler_once("dlr_webhook"), event)
+    check_receipt(carrier, answer)
+    if answer["statusCode"] == 200:
+        orphan_fits(stack, carrier, gateway_id)
+
+
+def orphan_fits(stack: Stack, carrier: str, gateway_id: str) -> None:
+    """The receipt kept for an unknown id holds each carrier field within its bound."""
+    from smsbridge import bounds
+
+    key = {"id": {"S": f"gw#{carrier}#{gateway_id}"}}
+    item = stack.dynamodb.get_item(TableName=stack.table, Key=key).get("Item", {})
+    for orphan in item.get("orphans", {}).get("L", []):
+        fields = {name: value.get("S", "") for name, value in orphan["M"].items()}
+        for name, bound in (
+            ("operator", bounds.OPERATOR),
+            ("gateway_status", bounds.GATEWAY_STATUS),
+            ("gateway_error", bounds.GATEWAY_ERROR),
+            ("description", bounds.DESCRIPTION),
+        ):
+            assert bound.problem(fields.get(name, "")) is None, (name, len(fields[name]))

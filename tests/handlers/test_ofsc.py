@@ -136,7 +136,7 @@ def ofsc_client_without_callback_url(stack: Stack) -> None:
     from aws_lambda_powertools.utilities import parameters
 
     ssm = boto3.client("ssm", region_name="eu-west-1")
-    name = stack.resources.parameters["ConfigParameterName"]
+    name = stack.resources.config_parameter
     config = json.loads(ssm.get_parameter(Name=name)["Parameter"]["Value"])
     config["clients"]["ofsc"].pop("callback_url", None)
     config["clients"]["ofsc"].pop("callback_hosts_allowed", None)

@@ -334,7 +334,7 @@ def test_the_backfill_indexes_messages_stored_before_the_indexes(stack: Stack) -
             UpdateExpression="REMOVE search_number, search_time",
         )
     assert search(stack, to=NUMBER)[1]["messages"] == []
-    secrets_id = stack.resources.parameters["SecretsId"]
+    secrets_id = stack.resources.secrets_id
     assert backfill.main(["--table", stack.table, "--secrets-id", secrets_id]) == 0
     found = search(stack, to=NUMBER)[1]["messages"]
     assert sorted(m["message_id"] for m in found) == ["old-0", "old-1", "old-2"]

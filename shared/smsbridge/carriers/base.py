@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from smsbridge import bounds
 from smsbridge.config import CarrierConfig
 from smsbridge.statuses import Status
 from smsbridge.web import HttpAnswer, HttpRequest
@@ -51,6 +52,9 @@ class SubmitResult:
     #: The carrier's own time of that state, where its answer gives one (IP2SMS `date`).
     at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gateway_status", bounds.GATEWAY_STATUS.cut(self.gateway_status))
+
 
 class SubmitError(Exception):
     """The submission did not go through."""
@@ -59,9 +63,10 @@ class SubmitError(Exception):
         self, description: str, *, gateway_status: str = "", gateway_error: str = ""
     ) -> None:
         super().__init__(description)
-        self.description = description
-        self.gateway_status = gateway_status
-        self.gateway_error = gateway_error
+        #: The carrier's words, cut to their bounds (`smsbridge.bounds`).
+        self.description = bounds.DESCRIPTION.cut(description)
+        self.gateway_status = bounds.GATEWAY_STATUS.cut(gateway_status)
+        self.gateway_error = bounds.GATEWAY_ERROR.cut(gateway_error)
 
 
 class TransientSubmitError(SubmitError):
@@ -113,22 +118,33 @@ class Receipt:
     missing_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        """Free text is bounded here, once for every format (`MAX_RECEIPT_TEXT`)."""
-        for name in ("gateway_status", "gateway_error", "description"):
+        """A carrier's text is bounded here, once for every format: cut to its bound and
+        marked as cut (`smsbridge.bounds`)."""
+        for name, bound in _RECEIPT_BOUNDS.items():
             value = getattr(self, name)
-            if len(value) > MAX_RECEIPT_TEXT:
-                object.__setattr__(self, name, value[:MAX_RECEIPT_TEXT])
-        if any(len(value) > MAX_RECEIPT_TEXT for value in self.extra.values()):
-            bounded = {key: value[:MAX_RECEIPT_TEXT] for key, value in self.extra.items()}
-            object.__setattr__(self, "extra", bounded)
+            if bound.problem(value):
+                object.__setattr__(self, name, bound.cut(value))
+        if any(
+            _EXTRA_BOUNDS.get(k, bounds.RECEIPT_EXTRA).problem(v) for k, v in self.extra.items()
+        ):
+            cut = {
+                k: _EXTRA_BOUNDS.get(k, bounds.RECEIPT_EXTRA).cut(v) for k, v in self.extra.items()
+            }
+            object.__setattr__(self, "extra", cut)
+
+
+_RECEIPT_BOUNDS = {
+    "gateway_status": bounds.GATEWAY_STATUS,
+    "gateway_error": bounds.GATEWAY_ERROR,
+    "description": bounds.DESCRIPTION,
+}
+#: `Receipt.extra` keys with a bound of their own (every other one: `bounds.RECEIPT_EXTRA`).
+_EXTRA_BOUNDS = {"carrier": bounds.OPERATOR, "receipt_date": bounds.CARRIER_TIME_TEXT}
 
 
 #: A carrier id is refused above this many bytes (UTF-8): the pointer item's key
 #: `gw#{carrier}#{id}` must stay well inside DynamoDB's 2,048-byte partition key limit.
 MAX_GATEWAY_ID_BYTES = 256
-#: Free-text fields of a receipt (status word, error codes, description, extras) are cut to this
-#: many characters, so that no receipt can push a message towards DynamoDB's item size limit.
-MAX_RECEIPT_TEXT = 500
 
 
 def receipt_gateway_id(value: str, where: str = "") -> str:

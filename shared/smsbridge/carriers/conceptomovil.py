@@ -7,9 +7,10 @@ Wire formats: docs/carrier-protocols.md (submit) and SPEC 3.3 / seed bulk-api-dl
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from smsbridge import dates
 from smsbridge.auth import credentials_match
 from smsbridge.carriers.base import (
     MalformedReceipt,
@@ -43,8 +44,6 @@ STATES: dict[str, Status] = {
 UNKNOWN_DESCRIPTION = "rejected by the operator, which gave no error code"
 
 JSON = "application/json"
-#: Epoch milliseconds up to the end of year 9999: anything larger cannot be a date.
-_MAX_EPOCH_MS = 253_402_300_799_999
 
 
 def normalise_id(raw: str) -> str:
@@ -162,14 +161,17 @@ def _epoch_ms(value: Any) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        if len(value.strip().lstrip("0")) > len(str(_MAX_EPOCH_MS)):
+        if len(value.strip().lstrip("0")) > len(str(dates.MAX_EPOCH_MS)):
             return None  # out of range, and int() refuses strings of over 4,300 digits
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int) or not 0 <= value <= _MAX_EPOCH_MS:
+    if not isinstance(value, int):
         return None
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    try:
+        return dates.from_epoch_ms(value)
+    except dates.DateError:
+        return None
 
 
 def _receipt(item: Any, where: str) -> Receipt:

@@ -8,12 +8,11 @@ credentials), so the format is complete on both sides.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
-from smsbridge import safexml
+from smsbridge import dates, safexml
 from smsbridge.auth import credentials_match
 from smsbridge.carriers.base import (
     MalformedReceipt,
@@ -75,16 +74,12 @@ def _auth(carrier: CarrierConfig) -> tuple[str, str]:
 
 
 def _status_time(raw: str) -> datetime | None:
-    """The `date` attribute: RFC 2822 as documented, ISO 8601 tolerated; None when unreadable."""
-    at: datetime | None
+    """The `date` attribute: RFC 2822 as documented, ISO 8601 tolerated; None when unreadable
+    or out of range (the raw text is then kept in the history as `carrier_time_text`)."""
     try:
-        at = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        try:
-            at = datetime.fromisoformat(raw)
-        except ValueError:
-            return None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        return dates.parse_rfc2822(raw)
+    except dates.DateError:
+        return None
 
 
 def parse_status(root: Element, *, expected_id: str = "") -> Receipt:
@@ -109,11 +104,14 @@ def parse_status(root: Element, *, expected_id: str = "") -> Receipt:
     error = " ".join((state_element.get("error") or "").split())
     raw_date = (root.get("date") or "").strip()
     extra = {"ext_id": root.get("ext_id", "")} if root.get("ext_id") else {}
+    at = _status_time(raw_date) if raw_date else None
+    if raw_date and at is None:
+        extra["receipt_date"] = raw_date[:64]
     return Receipt(
         gateway_id=gateway_id,
         gateway_status=word,
         status=STATES[known],
-        at=_status_time(raw_date) if raw_date else None,
+        at=at,
         gateway_error=error,
         description=error,
         extra=extra,

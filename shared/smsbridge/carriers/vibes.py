@@ -7,12 +7,12 @@ Wire formats: docs/carrier-protocols.md (submit) and SPEC 3.3 / seed vibes-alter
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.etree.ElementTree import Element
 
-from smsbridge import safexml
+from smsbridge import dates, safexml
 from smsbridge.auth import credentials_match, equals
 from smsbridge.carriers.base import (
     MalformedReceipt,
@@ -187,11 +187,11 @@ def _attribute(root: Element, *names: str) -> str:
 
 
 def _receipt_date(raw: str) -> datetime | None:
+    """ISO 8601 as UTC; None when unreadable or out of range (the raw text is kept instead)."""
     try:
-        at = datetime.fromisoformat(raw)
-    except ValueError:
+        return dates.parse_iso(raw)
+    except dates.DateError:
         return None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _int(text: str) -> int | None:

@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
-from smsbridge import callback_urls, phone, text
+from smsbridge import callback_urls, limits, phone, text
 from smsbridge.config import MESSAGE_TYPES, ClientConfig
+from smsbridge.limits import LimitRefusal, SendingLimits
 from smsbridge.models import HistoryEntry, Message, Origin, iso, sms_id_for
 from smsbridge.statuses import Status
 from smsbridge.tracking import StatusTracker
 
 logger = logging.getLogger("smsbridge.intake")
 
-OTP_TYPES = ("verification", "2FA")
+OTP_TYPES = limits.OTP_TYPES
 
 #: A client's `message_id`, in both APIs: 1 to 64 characters, none of them a control character
 #: or a lone surrogate, no white space at either end. Any other character is allowed (space, `/`,
@@ -122,28 +123,38 @@ class Intake:
         self._metrics = tracker.metrics
         self._clock = tracker.clock
         self._lifecycle = tracker.lifecycle
+        self._limits = SendingLimits(tracker.repository)
 
-    def accept(self, client: ClientConfig, requests: Sequence[MessageRequest]) -> list[Message]:
+    def accept(
+        self, client: ClientConfig, requests: Sequence[MessageRequest]
+    ) -> list[Message | LimitRefusal]:
         """Store every message (once) and queue the new valid ones; answers in request order.
 
-        A refused `callback_url` raises CallbackUrlRefused before anything is stored. Messages
-        are written concurrently (at most `WRITE_CONCURRENCY` at a time) and queued in batches,
-        so a request as large as the body limit allows answers in seconds.
+        A refused `callback_url` raises CallbackUrlRefused before anything is stored. A message
+        over a counting limit (SPEC 3.5) is answered with a LimitRefusal and not stored; one to a
+        destination the client may not reach is stored `failed`. Messages are written
+        concurrently (at most `WRITE_CONCURRENCY` at a time) and queued in batches, so a request
+        as large as the body limit allows answers in seconds.
         """
         self._check_callback_urls(client, requests)
         now = self._clock()
-        messages = [self._build(client, request, now) for request in requests]
-        if len(messages) > 1:
-            with ThreadPoolExecutor(min(WRITE_CONCURRENCY, len(messages))) as pool:
-                results = list(pool.map(lambda message: self._store(message, now), messages))
+        built = [self._build(client, request, now) for request in requests]
+        if len(built) > 1:
+            with ThreadPoolExecutor(min(WRITE_CONCURRENCY, len(built))) as pool:
+                results = list(pool.map(lambda one: self._admit(client, one[0], now), built))
         else:
-            results = [self._store(message, now) for message in messages]
-        answers: list[Message] = []
+            results = [self._admit(client, message, now) for message, _ in built]
+        answers: list[Message | LimitRefusal] = []
         to_queue: list[str] = []
-        for stored, created in results:
+        for (_, refused_by), (stored, created) in zip(built, results, strict=True):
             answers.append(stored)
+            if isinstance(stored, LimitRefusal):
+                self._metrics.add("LimitRefused", client=client.name, limit=stored.limit)
+                continue
             if not created:
                 continue
+            if refused_by:
+                self._metrics.add("LimitRefused", client=client.name, limit=refused_by)
             if stored.status == Status.QUEUED:
                 to_queue.append(stored.id)
                 self._metrics.add("MessagesAccepted", type=stored.type, carrier=stored.carrier)
@@ -158,6 +169,26 @@ class Intake:
             if not_queued:
                 logger.warning("%d messages not queued; the poller re-queues them", len(not_queued))
         return answers
+
+    def _admit(
+        self, client: ClientConfig, message: Message, now: datetime
+    ) -> tuple[Message | LimitRefusal, bool]:
+        """Store a message within the client's counting limits. A repeat of a stored message
+        is answered as before and counts nothing; a message over a limit is not stored."""
+        if message.status != Status.QUEUED or not limits.counted(client, message.type):
+            return self._store(message, now)
+        existing = self._repository.get(message.id)
+        if existing is not None:
+            return existing, False
+        taken = self._limits.take(
+            client, message.message_id, message.phone_number, message.type, now
+        )
+        if isinstance(taken, LimitRefusal):
+            return taken, False
+        stored, created = self._store(message, now)
+        if not created:  # the same message_id stored by a concurrent request in between
+            self._limits.give_back(taken)
+        return stored, created
 
     def _store(self, message: Message, now: datetime) -> tuple[Message, bool]:
         return self._repository.create(
@@ -205,7 +236,10 @@ class Intake:
 
     # --- building the record ----------------------------------------------------------------
 
-    def _build(self, client: ClientConfig, request: MessageRequest, now: datetime) -> Message:
+    def _build(
+        self, client: ClientConfig, request: MessageRequest, now: datetime
+    ) -> tuple[Message, str]:
+        """The record of one request, and the destination limit that made it `failed` ('')."""
         client_message_id = request.message_id or uuid.uuid4().hex
         if message_id_problem(client_message_id):
             # The protocol layers refuse these before intake; never store one.
@@ -233,6 +267,11 @@ class Intake:
         sender = printable(request.sender or carrier.sender)
         if not problem and request.sender and request.sender not in client.senders:
             problem = f"unknown sender {request.sender!r}"
+        refused_by = ""
+        if not problem:
+            refusal = limits.destination_refusal(self.config, client, number, region)
+            if refusal is not None:
+                refused_by, problem = refusal.limit, refusal.description
         status = Status.FAILED if problem else Status.QUEUED
         if not problem and request.send_to is not None and request.send_to <= now:
             status, problem = Status.EXPIRED, "send_to is already past"
@@ -240,7 +279,7 @@ class Intake:
         if message_type in OTP_TYPES and not self._settings.store_otp_body:
             log_body = text.mask_digits(body)
         description = problem or "accepted"
-        return Message(
+        message = Message(
             id=sms_id_for(client.name, client_message_id),
             client=client.name,
             message_id=client_message_id,
@@ -271,3 +310,4 @@ class Intake:
             text=body if status == Status.QUEUED else "",
             country=region,
         )
+        return message, refused_by

@@ -139,11 +139,14 @@ class Intake:
         self._check_callback_urls(client, requests)
         now = self._clock()
         built = [self._build(client, request, now) for request in requests]
+        counted = self._count(client, [message for message, _ in built], now)
         if len(built) > 1:
             with ThreadPoolExecutor(min(WRITE_CONCURRENCY, len(built))) as pool:
-                results = list(pool.map(lambda one: self._admit(client, one[0], now), built))
+                results = list(
+                    pool.map(lambda one: self._admit(one[0], counted.get(one[0].id), now), built)
+                )
         else:
-            results = [self._admit(client, message, now) for message, _ in built]
+            results = [self._admit(message, counted.get(message.id), now) for message, _ in built]
         answers: list[Message | LimitRefusal] = []
         to_queue: list[str] = []
         for (_, refused_by), (stored, created) in zip(built, results, strict=True):
@@ -170,24 +173,43 @@ class Intake:
                 logger.warning("%d messages not queued; the poller re-queues them", len(not_queued))
         return answers
 
+    def _count(
+        self, client: ClientConfig, messages: list[Message], now: datetime
+    ) -> dict[str, Message | LimitRefusal | list[str]]:
+        """Count the new messages against the client's counting limits, in request order.
+
+        By message id: the stored message for a repeat (answered as before, counting nothing),
+        the refusal for one over a limit, else the counters taken for it. Messages that count
+        against no limit are left out.
+        """
+        candidates = [
+            message
+            for message in messages
+            if message.status == Status.QUEUED and limits.counted(client, message.type)
+        ]
+        if not candidates:
+            return {}
+        outcome: dict[str, Message | LimitRefusal | list[str]] = {
+            existing.id: existing
+            for existing in self._repository.get_many(message.id for message in candidates)
+        }
+        for message in candidates:
+            if message.id not in outcome:
+                outcome[message.id] = self._limits.take(
+                    client, message.message_id, message.phone_number, message.type, now
+                )
+        return outcome
+
     def _admit(
-        self, client: ClientConfig, message: Message, now: datetime
+        self, message: Message, counted: Message | LimitRefusal | list[str] | None, now: datetime
     ) -> tuple[Message | LimitRefusal, bool]:
-        """Store a message within the client's counting limits. A repeat of a stored message
-        is answered as before and counts nothing; a message over a limit is not stored."""
-        if message.status != Status.QUEUED or not limits.counted(client, message.type):
-            return self._store(message, now)
-        existing = self._repository.get(message.id)
-        if existing is not None:
-            return existing, False
-        taken = self._limits.take(
-            client, message.message_id, message.phone_number, message.type, now
-        )
-        if isinstance(taken, LimitRefusal):
-            return taken, False
+        """Store a message that `_count` let through (a repeat answers as before; a message over
+        a limit is not stored)."""
+        if isinstance(counted, Message | LimitRefusal):
+            return counted, False
         stored, created = self._store(message, now)
-        if not created:  # the same message_id stored by a concurrent request in between
-            self._limits.give_back(taken)
+        if counted and not created:  # the same message_id stored by a concurrent request
+            self._limits.give_back(counted)
         return stored, created
 
     def _store(self, message: Message, now: datetime) -> tuple[Message, bool]:

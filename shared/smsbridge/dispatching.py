@@ -107,6 +107,8 @@ class Dispatcher:
         except TransientSubmitError as exc:
             if self._circuit is not None and exc.unwell:
                 self._circuit.failed(carrier.name, admission)
+                if admission.probe:
+                    return self._probe_failed(message, exc)
             return self._transient(message, exc)
         except PermanentSubmitError as exc:
             if self._circuit is not None:  # the carrier answered: it is well
@@ -256,6 +258,20 @@ class Dispatcher:
         retry_after = self.backoff(message.attempts)
         self._release(message, exc.description, retry_after=retry_after)
         return DispatchResult(retry_after=retry_after, outcome="retry")
+
+    def _probe_failed(self, message: Message, exc: TransientSubmitError) -> DispatchResult:
+        """The probe found the carrier still unwell and its circuit is open again: the message
+        goes to the failover at once when there is one, else waits like the others. The failure,
+        the carrier's, does not use up its attempts."""
+        self._tracker.metrics.add("SubmitErrors", carrier=message.carrier, kind="transient")
+        logger.warning(
+            "circuit probe failed",
+            extra={"carrier": message.carrier, "reason": exc.description[:200]},
+        )
+        carrier = self._config.carriers.get(message.carrier)
+        wait = 1 if carrier and carrier.failover else self._settings.circuit_open_seconds
+        self._release(message, exc.description, retry_after=wait, refund_attempt=True)
+        return DispatchResult(retry_after=wait, outcome="probe failed")
 
     def _release(
         self, message: Message, error: str, *, retry_after: int, refund_attempt: bool = False

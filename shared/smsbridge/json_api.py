@@ -43,8 +43,13 @@ def _path_id(raw: str) -> str | Response[Any]:
 
 
 def _limit_error(refusal: LimitRefusal) -> dict[str, Any]:
-    """The 429 body of SPEC 3.5."""
-    return {"error": "limit_exceeded", "limit": refusal.limit, "retry_after": refusal.retry_after}
+    """The 429 body of SPEC 3.5, with the `message` every JSON error of the API carries."""
+    return {
+        "error": "limit_exceeded",
+        "limit": refusal.limit,
+        "retry_after": refusal.retry_after,
+        "message": refusal.description,
+    }
 
 
 def _refused_response(refusal: LimitRefusal) -> dict[str, Any]:
@@ -53,7 +58,9 @@ def _refused_response(refusal: LimitRefusal) -> dict[str, Any]:
         "message_id": refusal.message_id,
         "status": "failed",
         "description": refusal.description,
-        **_limit_error(refusal),
+        "error": "limit_exceeded",
+        "limit": refusal.limit,
+        "retry_after": refusal.retry_after,
     }
 
 

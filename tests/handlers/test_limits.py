@@ -85,6 +85,7 @@ def test_json_verification_over_the_hourly_limit_is_429_and_stores_nothing(stack
     assert body["limit"] == "verification_per_number_per_hour"
     assert 0 < body["retry_after"] <= 3600
     assert headers["Retry-After"] == str(body["retry_after"])
+    assert body["message"] == "limit exceeded: verification_per_number_per_hour"
     assert stored(stack, "demo", "otp-2") is None
     # A repeat of an accepted message answers as before and counts nothing.
     status, _, again = post(stack, {**message, "message_id": "otp-1"})

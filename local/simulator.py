@@ -790,6 +790,8 @@ class Simulator:
         self._held: dict[tuple[str, str], _Plan] = {}
         #: (carrier, carrier id) -> IP2SMS state of the message
         self._timelines: dict[tuple[str, str], _Timeline] = {}
+        #: carrier -> time.monotonic() until which its submit endpoint answers 503 (an outage)
+        self._outages: dict[str, float] = {}
         self._stopping = threading.Event()
         self._scheduler = _Scheduler()
         self._server: _Server | None = None
@@ -919,6 +921,8 @@ class Simulator:
         body: bytes,
     ) -> _Routed:
         name = parts[0] if parts else ""
+        if name == "outage" and len(parts) == 2:
+            return _Routed(self._outage(method, parts[1], query))
         expected = "GET" if name in ("submissions", "receipts", "callbacks") else "POST"
         if name not in ("submissions", "receipts", "callbacks", "reset", "ofsc", "callback") or (
             name != "callback" and len(parts) != 1
@@ -940,6 +944,39 @@ class Simulator:
                 return _Routed(self._ofsc(path, raw_query, query, headers, body))
             case _:
                 return _Routed(self._json_callback(path, raw_query, query, headers, body))
+
+    # ---- carrier outages
+
+    def outage(self, carrier: str, seconds: float) -> None:
+        """Make `carrier`'s submit endpoint answer 503 for `seconds` (0 ends an outage)."""
+        with self._lock:
+            if seconds > 0:
+                self._outages[carrier] = time.monotonic() + seconds
+            else:
+                self._outages.pop(carrier, None)
+
+    def _outage(self, method: str, carrier: str, query: dict[str, list[str]]) -> _Reply:
+        """`POST /_sim/outage/{carrier}?seconds=N` starts an outage, `DELETE` ends it."""
+        if carrier not in self._carriers:
+            return _text_reply(404, "unknown carrier")
+        if method == "DELETE":
+            self.outage(carrier, 0)
+            return _json_reply(200, {"carrier": carrier, "outage_seconds": 0})
+        if method != "POST":
+            return _text_reply(405, "method not allowed")
+        try:
+            seconds = float((query.get("seconds") or ["60"])[0])
+        except ValueError:
+            seconds = -1
+        if not 0 < seconds <= 86_400:
+            return _text_reply(400, "seconds must be a number of seconds, at most 86400")
+        self.outage(carrier, seconds)
+        return _json_reply(200, {"carrier": carrier, "outage_seconds": seconds})
+
+    def _in_outage(self, carrier: str) -> bool:
+        """Under the lock."""
+        until = self._outages.get(carrier)
+        return until is not None and time.monotonic() < until
 
     # ---- carriers
 
@@ -964,6 +1001,9 @@ class Simulator:
         outcome = outcome_for(incoming.to, str(settings.get("sender_type") or "SC"))
         key = (carrier, incoming.reference or f"~{uuid.uuid4()}")
         with self._lock:
+            if self._in_outage(carrier):
+                self._record(carrier, incoming, taken=False, gateway_id="", answer="outage")
+                return _Routed(fmt.error(503, "unavailable", "service temporarily unavailable"))
             tries = self._tries[key] = self._tries.get(key, 0) + 1
             gateway_id = self._taken.get(key)
             chaos_5xx = gateway_id is None and self._fault("carrier_5xx")

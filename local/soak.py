@@ -12,6 +12,11 @@ the callbacks received are audited:
   the faults explain it (a submission refused more often than SUBMIT_MAX_ATTEMPTS allows);
 - callbacks missing or duplicated (when the stack has a notify function).
 
+Besides the random faults, one carrier is down for a while (`--outage-carrier`, default
+`smartswitch`, for `--outage-seconds`, default 60, from `--outage-after` seconds into the run):
+its submit endpoint answers 503, so its circuit opens and its messages go to its failover or wait
+(SPEC 4.3). A message's expected final is judged on the carrier that carried it.
+
 Every log line written meanwhile (the handlers' Powertools logs and metrics, the local stack's
 own logs) is kept, and `hygiene_findings` looks for secrets and full phone numbers in them.
 Exit status 1 on any lost message, double send, wrong final or log-hygiene finding.
@@ -109,6 +114,19 @@ ROUTES: list[tuple[str, int, str, float]] = [
 TYPES = [("text", 0.55), ("verification", 0.2), ("medication_request", 0.15), ("2FA", 0.1)]
 #: Types whose status time-out the configuration sets to 30 min: never given a number ending 14.
 LONG_TIMEOUT_TYPES = frozenset({"verification", "2FA"})
+#: Verification and 2FA messages planned per number at most (the intake's hourly limit, SPEC 3.5).
+OTP_PER_NUMBER = 5
+#: The carrier outage of a run (see the module's doc).
+OUTAGE_CARRIER = "smartswitch"
+OUTAGE_SECONDS = 60.0
+OUTAGE_AFTER_SECONDS = 20.0
+_BY_ENDING = {ending: final for ending, _, final in ENDINGS}
+
+
+def expected_final(to: str, carrier: str) -> str:
+    """The final the simulator decides for `to` when `carrier` carries it."""
+    ending = to[-2:]
+    return CARRIER_FINALS.get((ending, carrier), _BY_ENDING.get(ending, _BY_ENDING["default"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +172,7 @@ def plan(count: int, seed: int, *, callbacks: bool, rates: FaultRates) -> list[R
     rng = random.Random(seed)
     requests_: list[Request] = []
     made = 0
+    otp_per_number: Counter[str] = Counter()
     while made < count:
         roll = rng.random()
         kind, size = (
@@ -173,6 +192,10 @@ def plan(count: int, seed: int, *, callbacks: bool, rates: FaultRates) -> list[R
                 type_ = "text"
             prefix, digits, carrier, _ = rng.choices(ROUTES, [r[3] for r in ROUTES])[0]
             to = _number(rng, prefix, digits, ending)
+            if type_ in LONG_TIMEOUT_TYPES:
+                otp_per_number[to] += 1
+                if otp_per_number[to] > OTP_PER_NUMBER:
+                    type_ = "text"
             sent_as = to
             if carrier == "ip2sms" and rng.random() < 0.2:
                 sent_as = "0" + to[4:]  # national form: the client's default country is UA
@@ -535,6 +558,10 @@ class Audit:
     hygiene: list[str] = field(default_factory=list)
     log_lines: int = 0
     faults: Counter[str] = field(default_factory=Counter)
+    #: The carrier outage: "<carrier> down <seconds> s" ('' when none), and the submissions
+    #: the carrier refused meanwhile (the breaker keeps them to its threshold and probes).
+    outage: str = ""
+    outage_refused: int = 0
 
     @property
     def ok(self) -> bool:
@@ -671,6 +698,8 @@ def audit(
             taken[(row["carrier"], row["reference"])] += 1
         if row["answer"] == "unavailable":
             refused_5xx[row["reference"]] += 1
+        if row["answer"] == "outage":
+            result.outage_refused += 1
     result.double_sends = [f"{c}/{r} x{n}" for (c, r), n in taken.items() if n > 1]
     submissions = stack.simulator.submissions()
     receipts = stack.simulator.receipts()
@@ -687,7 +716,10 @@ def audit(
             )
             continue
         result.finals[status] += 1
-        if status != message.expected:
+        expected = message.expected
+        if item and item["carrier"] != message.carrier:  # sent through a failover
+            expected = expected_final(message.to, item["carrier"])
+        if status != expected:
             refusals = refused_5xx[item["id"]] if item else 0
             explained = status == "failed" and refusals >= max_attempts
             if explained:
@@ -695,7 +727,7 @@ def audit(
             else:
                 result.wrong_finals.append(
                     f"{message.message_id} to ..{message.to[-2:]} on {message.carrier}: "
-                    f"{status}, simulator decided {message.expected}"
+                    f"{status}, simulator decided {expected}"
                     + _story(stack, item, submissions, receipts)
                 )
         if callbacks and (message.callback or message.client == "ofsc"):
@@ -789,6 +821,9 @@ def run(
     progress: bool = False,
     log_file: str | None = None,
     measure_backend: bool = False,
+    outage_carrier: str = OUTAGE_CARRIER,
+    outage_seconds: float = OUTAGE_SECONDS,
+    outage_after: float = OUTAGE_AFTER_SECONDS,
 ) -> Audit:
     """The whole soak; the audit (with the captured log lines checked) is returned."""
     rates = rates or FaultRates()
@@ -821,6 +856,11 @@ def run(
             backend = backend_calls_per_second(stack) if measure_backend else 0.0
             faults.enabled = True
             sending = time.monotonic()
+            outage = threading.Timer(
+                outage_after, stack.simulator.outage, (outage_carrier, outage_seconds)
+            )
+            if outage_seconds > 0:
+                outage.start()
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(sender.send, planned_requests))
             intake_seconds = time.monotonic() - started
@@ -828,6 +868,7 @@ def run(
                 print(f"  sent {len(planned)} in {intake_seconds:.0f} s", file=sys.stderr)
             settle = settle_seconds if settle_seconds is not None else SETTLE_SECONDS
             items = wait_settled(stack, sender.accepted, settle, progress)
+            outage.cancel()
             flow_seconds = time.monotonic() - sending
             faults.enabled = False
             if callbacks:
@@ -841,6 +882,8 @@ def run(
             result.flow_seconds = flow_seconds
             result.backend_calls_per_second = backend
             result.faults = Counter(faults.counts)
+            if outage_seconds > 0:
+                result.outage = f"{outage_carrier} down {outage_seconds:.0f} s"
             secrets = secret_values(stack.secrets)
         finally:
             receipts_log.setLevel(logging.NOTSET)
@@ -889,6 +932,8 @@ def format_report(result: Audit, rates: FaultRates) -> list[str]:
         ["callbacks missing", str(len(result.callbacks_missing))],
         ["callbacks duplicated", str(len(result.callbacks_duplicated))],
         ["carrier submissions seen", str(result.submissions)],
+        ["outage", result.outage or "none"],
+        ["  submissions refused by it", str(result.outage_refused)],
         ["log lines checked", str(result.log_lines)],
         ["log-hygiene findings", str(len(result.hygiene))],
         ["intake time", f"{result.intake_seconds:.1f} s"],
@@ -967,6 +1012,21 @@ def main(argv: list[str] | None = None) -> int:
         help=f"give up after this long without progress (default {SETTLE_SECONDS:.0f})",
     )
     parser.add_argument("--log-file", help="write every captured log line to this file")
+    parser.add_argument(
+        "--outage-carrier", default=OUTAGE_CARRIER, help="the carrier that goes down for a while"
+    )
+    parser.add_argument(
+        "--outage-seconds",
+        type=float,
+        default=OUTAGE_SECONDS,
+        help=f"how long it is down (default {OUTAGE_SECONDS:.0f}; 0: no outage)",
+    )
+    parser.add_argument(
+        "--outage-after",
+        type=float,
+        default=OUTAGE_AFTER_SECONDS,
+        help=f"seconds into the run it goes down (default {OUTAGE_AFTER_SECONDS:.0f})",
+    )
     args = parser.parse_args(argv)
     rates = FaultRates()
     with _quiet_logs():
@@ -980,6 +1040,9 @@ def main(argv: list[str] | None = None) -> int:
             settle_seconds=args.settle_seconds,
             progress=True,
             log_file=args.log_file,
+            outage_carrier=args.outage_carrier,
+            outage_seconds=args.outage_seconds,
+            outage_after=args.outage_after,
         )
     print("\n".join(format_report(result, rates)), flush=True)
     return 0 if result.ok else 1

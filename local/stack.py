@@ -56,7 +56,7 @@ CONTAINER_HOST = "host.docker.internal"
 
 #: Settings where a value already in the process environment beats the template's: these names
 #: and every name with one of these suffixes or the POWERTOOLS_ prefix.
-TUNABLES = frozenset({"STORE_OTP_BODY", "LOG_LEVEL"})
+TUNABLES = frozenset({"STORE_OTP_BODY", "LOG_LEVEL", "CIRCUIT_FAILURES"})
 _TUNABLE_SUFFIXES = ("_SECONDS", "_ATTEMPTS", "_LIMIT", "_DAYS", "_BYTES", "_CONCURRENCY", "_MS")
 #: Removed while the stack runs: the handlers must reach moto with dummy credentials only.
 _MASKED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")

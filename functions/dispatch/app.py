@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from smsbridge.circuit import CircuitBreaker, CircuitCache
 from smsbridge.dispatching import Dispatcher, submission_budget
 from smsbridge.queueing import packed_ids_of, sms_id_of
 from smsbridge.ratelimit import RateLimiter
@@ -23,6 +24,8 @@ from smsbridge.runtime import Runtime
 
 logger = Logger(service="smsbridge")
 runtime = Runtime.from_env()
+#: Circuit states this environment has read (a healthy one is read again after a second).
+circuits = CircuitCache()
 
 
 if TYPE_CHECKING:
@@ -57,7 +60,8 @@ def record_handler(record: dict[str, Any]) -> str:
         return "dropped"
     logger.append_keys(correlation_id=sms_id)
     tracker = runtime.tracker()
-    dispatcher = Dispatcher(tracker, http_session(), RateLimiter(tracker.repository))
+    breaker = CircuitBreaker(tracker.repository, tracker.settings, tracker.metrics, circuits)
+    dispatcher = Dispatcher(tracker, http_session(), RateLimiter(tracker.repository), breaker)
     result = dispatcher.dispatch(sms_id)
     logger.info("dispatched", extra={"outcome": result.outcome})
     if result.retry_after is not None:

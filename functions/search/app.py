@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from smsbridge import auth, delivery_stats
-from smsbridge.circuit_view import circuit_of
+from smsbridge.circuit import carrier_circuits
 from smsbridge.config import ClientConfig, ConfigError
 from smsbridge.models import iso
 from smsbridge.runtime import Runtime
@@ -187,14 +187,13 @@ def carriers() -> Response[Any]:
         return _error(403, "support clients only")
     repository = runtime.repository()
     rates = _carrier_rates()
+    names = sorted(runtime.config().carriers)
+    circuits = carrier_circuits(repository, names)
     answer = {}
-    for name in sorted(runtime.config().carriers):
-        circuit = circuit_of(repository, name)
+    for name in names:
         rate = rates.get(name, delivery_stats.CarrierRate())
         answer[name] = {
-            "circuit": circuit.circuit,
-            "since": circuit.since,
-            "failures": circuit.failures,
+            **circuits[name],
             "delivery_rate_24h": rate.rate,
             "outcomes_24h": rate.outcomes,
         }

@@ -105,6 +105,11 @@ class Settings:
     notify_concurrency: int = 8
     #: How long an `all` status waits for the one before it before it goes out anyway.
     notify_order_wait_seconds: int = 60
+    #: Circuit breaker per carrier (SPEC 4.3): consecutive "carrier unwell" failures that open
+    #: it, the window they must fall in, and how long it stays open before one probe.
+    circuit_failures: int = 5
+    circuit_window_seconds: int = 60
+    circuit_open_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -159,6 +164,11 @@ class Settings:
             notify_order_wait_seconds=_env_int(
                 env, "NOTIFY_ORDER_WAIT_SECONDS", d.notify_order_wait_seconds
             ),
+            circuit_failures=_env_int(env, "CIRCUIT_FAILURES", d.circuit_failures, 1),
+            circuit_window_seconds=_env_int(
+                env, "CIRCUIT_WINDOW_SECONDS", d.circuit_window_seconds, 1
+            ),
+            circuit_open_seconds=_env_int(env, "CIRCUIT_OPEN_SECONDS", d.circuit_open_seconds, 1),
         )
 
 
@@ -176,6 +186,8 @@ class CarrierConfig:
     #: True: the carrier posts no receipts; the poller asks it.
     poll: bool = False
     alternate: str | None = None
+    #: Where messages go while this carrier's circuit is open (SPEC 4.3); None: they wait.
+    failover: str | None = None
     max_per_second: float | None = None
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
@@ -208,6 +220,13 @@ class ClientConfig:
     callback_hosts_allowed: tuple[str, ...] = ()
     #: OFSC `company` of the `user` block sent with set_message_status (default: the name).
     company: str = ""
+    #: Sending limits (SPEC 3.5), checked at intake. None: no limit.
+    verification_per_number_per_hour: int | None = 5
+    daily_message_limit: int | None = None
+    #: ISO 3166 alpha-2 regions a message may go to; empty: every region.
+    allowed_countries: tuple[str, ...] = ()
+    #: E.164 prefixes refused for this client (the document's global list applies as well).
+    blocked_prefixes: tuple[str, ...] = ()
     # Secrets:
     login: str = ""
     password: str = ""
@@ -242,6 +261,8 @@ class AppConfig:
     #: The key of the search index's number hashes (secrets document `search_index_secret`);
     #: empty: numbers are not indexed and a search by number answers 503.
     search_index_secret: str = ""
+    #: E.164 prefixes refused for every client (premium and high-risk ranges, SPEC 3.5).
+    blocked_prefixes: tuple[str, ...] = ()
 
     def status_timeout(self, message_type: str, default: int) -> int:
         return self.status_timeouts.get(message_type, default)
@@ -293,6 +314,36 @@ def _check_callback_url(url: str, allowed: tuple[str, ...], key: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def _limit(doc: Mapping[str, Any], key: str, where: str, default: int | None) -> int | None:
+    """A count limit: a positive integer, or null for none."""
+    value = doc.get(key, default)
+    if value is None:
+        return None
+    if type(value) is not int or value <= 0:
+        raise ConfigError(f"{where}{key} must be a positive integer or null")
+    return value
+
+
+def _countries(doc: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = doc.get(key) or []
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and len(item) == 2 and item.isascii() and item.isalpha()
+        for item in value
+    ):
+        raise ConfigError(f"{where}{key} must be a list of ISO 3166 alpha-2 codes")
+    return tuple(item.upper() for item in value)
+
+
+def _prefixes(doc: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = doc.get(key) or []
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and item.startswith("+") and item[1:].isdigit() and len(item) <= 16
+        for item in value
+    ):
+        raise ConfigError(f'{where}{key} must be a list of E.164 prefixes such as "+881"')
+    return tuple(value)
+
+
 def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> AppConfig:
     """Build the configuration from the document and the secrets; raise ConfigError on any fault."""
     if not isinstance(document, Mapping):
@@ -323,6 +374,7 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
             sender_type=sender_type,
             poll=_bool(raw, "poll", where, fmt == "ip2sms"),
             alternate=_str(raw, "alternate", where) or None,
+            failover=_str(raw, "failover", where) or None,
             max_per_second=_num(raw, "max_per_second", where, None),
             connect_timeout=_num(raw, "connect_timeout", where, 3.05) or 3.05,
             read_timeout=_num(raw, "read_timeout", where, 10.0) or 10.0,
@@ -343,6 +395,13 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
         if carrier.alternate is not None and carrier.alternate not in carriers:
             raise ConfigError(
                 f"carriers.{carrier.name}.alternate names an unknown carrier {carrier.alternate!r}"
+            )
+        if carrier.failover is not None and (
+            carrier.failover not in carriers or carrier.failover == carrier.name
+        ):
+            raise ConfigError(
+                f"carriers.{carrier.name}.failover must name another carrier, "
+                f"got {carrier.failover!r}"
             )
         if not carrier.submit_url:
             raise ConfigError(f"carriers.{carrier.name}.submit_url is required")
@@ -386,6 +445,12 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
             callback_url=callback_url,
             callback_hosts_allowed=allowed,
             company=_str(raw, "company", where, name),
+            verification_per_number_per_hour=_limit(
+                raw, "verification_per_number_per_hour", where, 5
+            ),
+            daily_message_limit=_limit(raw, "daily_message_limit", where, None),
+            allowed_countries=_countries(raw, "allowed_countries", where),
+            blocked_prefixes=_prefixes(raw, "blocked_prefixes", where),
             login=_str(secret, "login", f"secrets.{where}", _str(raw, "login", where, name)),
             password=_str(secret, "password", f"secrets.{where}"),
             token=_str(secret, "token", f"secrets.{where}"),
@@ -420,6 +485,7 @@ def parse_config(document: Mapping[str, Any], secrets: Mapping[str, Any]) -> App
         routes=Routes(default=default, by_type=dict(by_type), by_prefix=dict(by_prefix)),
         status_timeouts=timeouts,
         search_index_secret=_str(secrets, "search_index_secret", "secrets."),
+        blocked_prefixes=_prefixes(document, "blocked_prefixes", ""),
     )
 
 

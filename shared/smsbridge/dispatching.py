@@ -20,6 +20,7 @@ from smsbridge.carriers.base import (
     SubmitResult,
     TransientSubmitError,
 )
+from smsbridge.circuit import Admission, CircuitBreaker
 from smsbridge.config import AppConfig, CarrierConfig
 from smsbridge.models import Message, StatusReport, iso
 from smsbridge.ratelimit import RateLimiter
@@ -60,6 +61,7 @@ class Dispatcher:
         tracker: StatusTracker,
         session: requests.Session,
         rate_limiter: RateLimiter | None = None,
+        circuit: CircuitBreaker | None = None,
     ) -> None:
         self._tracker = tracker
         self._repository = tracker.repository
@@ -67,6 +69,7 @@ class Dispatcher:
         self._config = tracker.config
         self._session = session
         self._rate_limiter = rate_limiter
+        self._circuit = circuit
 
     def backoff(self, attempts: int) -> int:
         base = self._settings.submit_backoff_seconds
@@ -98,6 +101,12 @@ class Dispatcher:
             )
             return DispatchResult(outcome="expired")
         carrier = self._config.carriers[message.carrier]
+        admission = Admission(True)
+        if self._circuit is not None:
+            routed = self._route_around_open_circuit(self._circuit, message, carrier)
+            if isinstance(routed, DispatchResult):
+                return routed
+            message, carrier, admission = routed
         if self._rate_limiter is not None and carrier.max_per_second:
             wait = self._rate_limiter.acquire(carrier.name, carrier.max_per_second)
             if wait is not None:
@@ -108,8 +117,14 @@ class Dispatcher:
                 self._session, carrier, self._submission(message, carrier)
             )
         except TransientSubmitError as exc:
+            if self._circuit is not None and exc.unwell:
+                self._circuit.failed(carrier.name, admission)
+                if admission.probe:
+                    return self._probe_failed(message, exc)
             return self._transient(message, exc)
         except PermanentSubmitError as exc:
+            if self._circuit is not None:  # the carrier answered: it is well
+                self._circuit.succeeded(carrier.name, admission)
             self._tracker.metrics.add("SubmitErrors", carrier=carrier.name, kind="permanent")
             logger.warning(
                 "submission refused",
@@ -131,8 +146,49 @@ class Dispatcher:
                 known=message,
             )
             return DispatchResult(outcome="rejected")
+        if self._circuit is not None:
+            self._circuit.succeeded(carrier.name, admission)
         self._submitted(message, carrier, result)
         return DispatchResult(outcome="submitted")
+
+    def _route_around_open_circuit(
+        self, circuit: CircuitBreaker, message: Message, carrier: CarrierConfig
+    ) -> tuple[Message, CarrierConfig, Admission] | DispatchResult:
+        """The carrier (and circuit admission) to submit to, or what to do when none may be.
+
+        While a carrier's circuit is open the message goes to its `failover` carrier, recorded
+        in the history; no SMS went out on the first route, so this is routing, not alternate
+        delivery. Without a failover (or with its circuit open too) the message waits on the
+        queue, and the try is not counted against SUBMIT_MAX_ATTEMPTS.
+        """
+        admission = circuit.admit(carrier)
+        if admission.allowed:
+            return message, carrier, admission
+        failover = self._config.carriers.get(carrier.failover or "")
+        if failover is not None:
+            failover_admission = circuit.admit(failover)
+            if failover_admission.allowed:
+                applied = self._tracker.report(
+                    message.id,
+                    StatusReport(
+                        Status.QUEUED,
+                        source="dispatch",
+                        description=f"circuit open: via {failover.name}",
+                    ),
+                    known=message,
+                    set_fields={"carrier": failover.name},
+                )
+                if applied is None or applied.message.status != Status.QUEUED:
+                    return DispatchResult(outcome="gone")
+                logger.info(
+                    "circuit open: via failover",
+                    extra={"carrier": carrier.name, "failover": failover.name},
+                )
+                return applied.message, failover, failover_admission
+            if failover_admission.wait < admission.wait:
+                admission = failover_admission
+        self._release(message, "circuit open", retry_after=admission.wait, refund_attempt=True)
+        return DispatchResult(retry_after=admission.wait, outcome="circuit open")
 
     def _submission(self, message: Message, carrier: CarrierConfig) -> Submission:
         base = self._settings.public_base_url
@@ -216,10 +272,30 @@ class Dispatcher:
         self._release(message, exc.description, retry_after=retry_after)
         return DispatchResult(retry_after=retry_after, outcome="retry")
 
-    def _release(self, message: Message, error: str, *, retry_after: int) -> None:
+    def _probe_failed(self, message: Message, exc: TransientSubmitError) -> DispatchResult:
+        """The probe found the carrier still unwell and its circuit is open again: the message
+        goes to the failover at once when there is one, else waits like the others. The failure,
+        the carrier's, does not use up its attempts."""
+        self._tracker.metrics.add("SubmitErrors", carrier=message.carrier, kind="transient")
+        logger.warning(
+            "circuit probe failed",
+            extra={"carrier": message.carrier, "reason": exc.description[:200]},
+        )
+        carrier = self._config.carriers.get(message.carrier)
+        wait = 1 if carrier and carrier.failover else self._settings.circuit_open_seconds
+        self._release(message, exc.description, retry_after=wait, refund_attempt=True)
+        return DispatchResult(retry_after=wait, outcome="probe failed")
+
+    def _release(
+        self, message: Message, error: str, *, retry_after: int, refund_attempt: bool = False
+    ) -> None:
         now = self._tracker.clock()
         # The poller re-queues only if this record is lost, well after its retry was due.
         grace = timedelta(seconds=retry_after + self._settings.requeue_after_seconds)
         self._repository.release_claim(
-            message.id, now=now, error=error[:200], next_check_at=int((now + grace).timestamp())
+            message.id,
+            now=now,
+            error=error[:200],
+            next_check_at=int((now + grace).timestamp()),
+            refund_attempt=refund_attempt,
         )

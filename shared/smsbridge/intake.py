@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
-from smsbridge import bounds, callback_urls, phone, text
+from smsbridge import bounds, callback_urls, limits, phone, text
 from smsbridge.config import MESSAGE_TYPES, ClientConfig
+from smsbridge.limits import LimitRefusal, SendingLimits
 from smsbridge.models import HistoryEntry, Message, Origin, iso, sms_id_for
 from smsbridge.statuses import Status
 from smsbridge.tracking import StatusTracker
 
 logger = logging.getLogger("smsbridge.intake")
 
-OTP_TYPES = ("verification", "2FA")
+OTP_TYPES = limits.OTP_TYPES
 
 #: A client's `message_id`, in both APIs: 1 to 64 characters, none of them a control character
 #: or a lone surrogate, no white space at either end. Any other character is allowed (space, `/`,
@@ -132,39 +133,49 @@ class Intake:
         self._metrics = tracker.metrics
         self._clock = tracker.clock
         self._lifecycle = tracker.lifecycle
+        self._limits = SendingLimits(tracker.repository)
 
-    def accept(self, client: ClientConfig, requests: Sequence[MessageRequest]) -> list[Message]:
+    def accept(
+        self, client: ClientConfig, requests: Sequence[MessageRequest]
+    ) -> list[Message | LimitRefusal]:
         """Store every message (once) and queue the new valid ones; answers in request order.
 
-        A refused `callback_url` raises CallbackUrlRefused before anything is stored. Messages
-        are written concurrently (at most `WRITE_CONCURRENCY` at a time) and queued in batches,
-        so a request as large as the body limit allows answers in seconds. In a batch, a message
-        already stored is answered as read by `MessageRepository.get_views` (the fields of the
-        originator's view only).
+        A refused `callback_url` raises CallbackUrlRefused before anything is stored. A message
+        over a counting limit (SPEC 3.5) is answered with a LimitRefusal and not stored; one to a
+        destination the client may not reach is stored `failed`. Messages are written
+        concurrently (at most `WRITE_CONCURRENCY` at a time) and queued in batches, so a request
+        as large as the body limit allows answers in seconds. In a batch, a message already
+        stored is answered as read by `MessageRepository.get_views` (the fields of the
+        originator's view only) and counts nothing.
         """
         self._check_callback_urls(client, requests)
         now = self._clock()
         targets: dict[str, str] = {}
-        messages = [self._build(client, request, now, targets) for request in requests]
+        built = [self._build(client, request, now, targets) for request in requests]
+        messages = [message for message, _ in built]
         # A batch finds its repeats in batch reads first and writes only the new messages; the
         # writes stay conditional, so a repeat that races its first request is still stored once.
         known = self._repository.get_views(m.id for m in messages) if len(messages) > 1 else {}
+        fresh = [message for message in messages if message.id not in known]
+        counted = self._count(client, fresh, now)
         written = iter(
-            _concurrently(
-                lambda message: self._store(message, now),
-                [message for message in messages if message.id not in known],
-            )
+            _concurrently(lambda message: self._admit(message, counted.get(message.id), now), fresh)
         )
-        results = [
+        results: list[tuple[Message | LimitRefusal, bool]] = [
             (known[message.id], False) if message.id in known else next(written)
             for message in messages
         ]
-        answers: list[Message] = []
+        answers: list[Message | LimitRefusal] = []
         to_queue: list[str] = []
-        for stored, created in results:
+        for (_, refused_by), (stored, created) in zip(built, results, strict=True):
             answers.append(stored)
+            if isinstance(stored, LimitRefusal):
+                self._metrics.add("LimitRefused", client=client.name, limit=stored.limit)
+                continue
             if not created:
                 continue
+            if refused_by:
+                self._metrics.add("LimitRefused", client=client.name, limit=refused_by)
             if stored.status == Status.QUEUED:
                 to_queue.append(stored.id)
                 self._metrics.add("MessagesAccepted", type=stored.type, carrier=stored.carrier)
@@ -179,6 +190,45 @@ class Intake:
             if not_queued:
                 logger.warning("%d messages not queued; the poller re-queues them", len(not_queued))
         return answers
+
+    def _count(
+        self, client: ClientConfig, messages: list[Message], now: datetime
+    ) -> dict[str, Message | LimitRefusal | list[str]]:
+        """Count the new messages against the client's counting limits, in request order.
+
+        By message id: the stored message for a repeat (answered as before, counting nothing),
+        the refusal for one over a limit, else the counters taken for it. Messages that count
+        against no limit are left out.
+        """
+        candidates = [
+            message
+            for message in messages
+            if message.status == Status.QUEUED and limits.counted(client, message.type)
+        ]
+        if not candidates:
+            return {}
+        outcome: dict[str, Message | LimitRefusal | list[str]] = {
+            existing.id: existing
+            for existing in self._repository.get_many(message.id for message in candidates)
+        }
+        for message in candidates:
+            if message.id not in outcome:
+                outcome[message.id] = self._limits.take(
+                    client, message.message_id, message.phone_number, message.type, now
+                )
+        return outcome
+
+    def _admit(
+        self, message: Message, counted: Message | LimitRefusal | list[str] | None, now: datetime
+    ) -> tuple[Message | LimitRefusal, bool]:
+        """Store a message that `_count` let through (a repeat answers as before; a message over
+        a limit is not stored)."""
+        if isinstance(counted, Message | LimitRefusal):
+            return counted, False
+        stored, created = self._store(message, now)
+        if counted and not created:  # the same message_id stored by a concurrent request
+            self._limits.give_back(counted)
+        return stored, created
 
     def _store(self, message: Message, now: datetime) -> tuple[Message, bool]:
         return self._repository.create(
@@ -199,15 +249,18 @@ class Intake:
             return self._repository.get(message.forwarded_to) or message
         return message
 
-    def outcomes_of(self, messages: Sequence[Message]) -> list[Message]:
+    def outcomes_of(
+        self, messages: Sequence[Message | LimitRefusal]
+    ) -> list[Message | LimitRefusal]:
         """`outcome_of` each message, the alternates read in batches (their view fields only:
-        `Repository.get_views`)."""
-        wanted = [
-            m.forwarded_to for m in messages if m.status == Status.FORWARDED and m.forwarded_to
-        ]
+        `Repository.get_views`); a refusal stays as it is."""
+        forwarded = [m for m in messages if isinstance(m, Message) and m.status == Status.FORWARDED]
+        wanted = [m.forwarded_to for m in forwarded if m.forwarded_to]
         alternates = self._repository.get_views(wanted) if wanted else {}
         return [
-            alternates.get(m.forwarded_to, m) if m.status == Status.FORWARDED else m
+            alternates.get(m.forwarded_to, m)
+            if isinstance(m, Message) and m.status == Status.FORWARDED
+            else m
             for m in messages
         ]
 
@@ -320,7 +373,8 @@ class Intake:
         request: MessageRequest,
         now: datetime,
         targets: dict[str, str] | None = None,
-    ) -> Message:
+    ) -> tuple[Message, str]:
+        """The record of one request, and the destination limit that made it `failed` ('')."""
         targets = {} if targets is None else targets
         client_message_id = request.message_id or uuid.uuid4().hex
         if message_id_problem(client_message_id):
@@ -350,6 +404,11 @@ class Intake:
         sender = printable(request.sender or carrier.sender)
         if not problem and request.sender and request.sender not in client.senders:
             problem = f"unknown sender {request.sender!r}"
+        refused_by = ""
+        if not problem:
+            refusal = limits.destination_refusal(self.config, client, number, region)
+            if refusal is not None:
+                refused_by, problem = refusal.limit, refusal.description
         status = Status.FAILED if problem else Status.QUEUED
         if not problem and request.send_to is not None and request.send_to <= now:
             status, problem = Status.EXPIRED, "send_to is already past"
@@ -357,7 +416,7 @@ class Intake:
         if message_type in OTP_TYPES and not self._settings.store_otp_body:
             log_body = text.mask_digits(body)
         description = bounds.DESCRIPTION.cut(problem or "accepted")
-        return Message(
+        message = Message(
             id=sms_id_for(client.name, client_message_id),
             client=client.name,
             message_id=client_message_id,
@@ -388,3 +447,4 @@ class Intake:
             text=body if status == Status.QUEUED else "",
             country=region,
         )
+        return message, refused_by

@@ -22,6 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from smsbridge.api_models import BatchIn, MessageIn, message_response
 from smsbridge.config import ClientConfig
 from smsbridge.intake import CallbackUrlRefused, CancelResult, Intake, message_id_problem
+from smsbridge.limits import LimitRefusal
 from smsbridge.web import invalid_request
 
 JSON = "application/json"
@@ -39,6 +40,28 @@ def _path_id(raw: str) -> str | Response[Any]:
         error = {"loc": ["path", "message_id"], "type": "value_error", "msg": problem}
         return Response(422, JSON, invalid_request([error]))
     return message_id
+
+
+def _limit_error(refusal: LimitRefusal) -> dict[str, Any]:
+    """The 429 body of SPEC 3.5, with the `message` every JSON error of the API carries."""
+    return {
+        "error": "limit_exceeded",
+        "limit": refusal.limit,
+        "retry_after": refusal.retry_after,
+        "message": refusal.description,
+    }
+
+
+def _refused_response(refusal: LimitRefusal) -> dict[str, Any]:
+    """A batch's entry for a message over a limit: failed, nothing stored, try again later."""
+    return {
+        "message_id": refusal.message_id,
+        "status": "failed",
+        "description": refusal.description,
+        "error": "limit_exceeded",
+        "limit": refusal.limit,
+        "retry_after": refusal.retry_after,
+    }
 
 
 def build_router() -> Router:
@@ -69,7 +92,20 @@ def build_router() -> Router:
                 where = ["body", "messages", refused.index, "callback_url"]
             detail = [{"loc": where, "msg": refused.reason, "type": "callback_url_refused"}]
             return Response(422, JSON, invalid_request(detail))
-        answers = [message_response(intake.outcome_of(message)) for message in stored]
+        if not isinstance(payload, BatchIn) and isinstance(stored[0], LimitRefusal):
+            refusal = stored[0]
+            return Response(
+                429,
+                JSON,
+                _limit_error(refusal),
+                headers={"Retry-After": str(refusal.retry_after)},
+            )
+        answers = [
+            _refused_response(message)
+            if isinstance(message, LimitRefusal)
+            else message_response(intake.outcome_of(message))
+            for message in stored
+        ]
         body: dict[str, Any] = {"messages": answers} if isinstance(payload, BatchIn) else answers[0]
         return Response(202, JSON, body)
 

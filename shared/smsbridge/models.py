@@ -250,3 +250,21 @@ class StatusReport:
 
 #: StatusReport fields that are not plain text.
 _REPORT_TYPED = frozenset({"status", "at"})
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitRecord:
+    """One carrier's circuit as stored (SPEC 4.3); `smsbridge.circuit` decides what it means."""
+
+    carrier: str
+    #: closed | open | half-open
+    state: str = "closed"
+    #: When the circuit entered `state` (ISO 8601 UTC; '' for a circuit never written).
+    since: str = ""
+    #: Consecutive carrier-unwell failures counted in the window that began at `window_start`.
+    failures: int = 0
+    window_start: int = 0
+    #: Epoch seconds: when an open circuit may be probed.
+    open_until: int = 0
+    #: Epoch seconds: when a half-open circuit's probe lease ends (another may probe then).
+    probe_until: int = 0

@@ -12,6 +12,7 @@ from datetime import datetime
 from smsbridge import auth, ofsc
 from smsbridge.config import ClientConfig
 from smsbridge.intake import Intake, MessageRequest, message_id_problem
+from smsbridge.limits import LimitRefusal
 from smsbridge.models import Message, Origin, parse_iso, utcnow
 from smsbridge.originator import view_of
 from smsbridge.web import HttpAnswer, HttpRequest
@@ -108,7 +109,18 @@ class OfscService:
                     )
                 )
             else:
-                responses.append(self._response(client, next(stored)))
+                answer = next(stored)
+                if isinstance(answer, LimitRefusal):
+                    # No stop_further_attempts: OFSC may try again later (SPEC 3.5).
+                    responses.append(
+                        ofsc.MessageResponse(
+                            message_id=item.message_id,
+                            status="failed",
+                            description=answer.description,
+                        )
+                    )
+                else:
+                    responses.append(self._response(client, answer))
         return ofsc.send_message_response(responses)
 
     @staticmethod

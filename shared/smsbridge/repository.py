@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from smsbridge import search_keys
-from smsbridge.models import HistoryEntry, Message, Origin, StatusReport, iso, plain
+from smsbridge.models import (
+    CircuitRecord,
+    HistoryEntry,
+    Message,
+    Origin,
+    StatusReport,
+    iso,
+    plain,
+)
 from smsbridge.statuses import Status
 
 logger = logging.getLogger("smsbridge.repository")
@@ -401,24 +409,38 @@ class MessageRepository:
             return ClaimOutcome(None, self.get(sms_id))
         return ClaimOutcome(message_from_item(answer["Attributes"]), None)
 
-    def release_claim(self, sms_id: str, *, now: datetime, error: str, next_check_at: int) -> None:
-        """Give a queued message back after a transient failure (the record retries it)."""
+    def release_claim(
+        self,
+        sms_id: str,
+        *,
+        now: datetime,
+        error: str,
+        next_check_at: int,
+        refund_attempt: bool = False,
+    ) -> None:
+        """Give a queued message back after a transient failure (the record retries it).
+
+        `refund_attempt`: the try never reached the carrier (its circuit is open), so it does
+        not count against `SUBMIT_MAX_ATTEMPTS`.
+        """
+        update = "SET gateway_error = :error, updated_at = :now, next_check_at = :next"
+        values = {
+            ":error": {"S": error or "-"},
+            ":now": {"S": iso(now)},
+            ":next": {"N": str(next_check_at)},
+            ":queued": {"S": Status.QUEUED.value},
+        }
+        if refund_attempt:
+            update += ", attempts = attempts - :one"
+            values[":one"] = {"N": "1"}
         with contextlib.suppress(self._conditional_failed):
             self._client.update_item(
                 TableName=self._table,
                 Key={"id": {"S": sms_id}},
-                UpdateExpression=(
-                    "SET gateway_error = :error, updated_at = :now, next_check_at = :next "
-                    "REMOVE claimed_until"
-                ),
+                UpdateExpression=update + " REMOVE claimed_until",
                 ConditionExpression="#status = :queued",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":error": {"S": error or "-"},
-                    ":now": {"S": iso(now)},
-                    ":next": {"N": str(next_check_at)},
-                    ":queued": {"S": Status.QUEUED.value},
-                },
+                ExpressionAttributeValues=values,
             )
 
     def update_if_unchanged(
@@ -973,3 +995,210 @@ class MessageRepository:
         except self._conditional_failed:
             return False
         return True
+
+    # --- sending-limit counters (SPEC 3.5) ------------------------------------------------
+
+    def take_count(self, key: str, limit: int, *, expires_at: int) -> bool:
+        """Add one to the counter `key` unless it already holds `limit`; False when it does.
+
+        One conditional `ADD`, so concurrent intakes can never take more than `limit` between
+        them. The item expires (TTL) with its window.
+        """
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": f"limit#{key}"}},
+                UpdateExpression="SET item_type = :kind, expires_at = :ttl ADD taken :one",
+                ConditionExpression="attribute_not_exists(taken) OR taken < :limit",
+                ExpressionAttributeValues={
+                    ":kind": {"S": "limit"},
+                    ":ttl": {"N": str(expires_at)},
+                    ":one": {"N": "1"},
+                    ":limit": {"N": str(limit)},
+                },
+            )
+        except self._conditional_failed:
+            return False
+        return True
+
+    def give_back_count(self, key: str) -> None:
+        """Undo one `take_count` (the message it was taken for was not stored after all)."""
+        with contextlib.suppress(self._conditional_failed):
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": f"limit#{key}"}},
+                UpdateExpression="ADD taken :minus",
+                ConditionExpression="taken > :zero",
+                ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
+
+    # --- carrier circuits (SPEC 4.3) --------------------------------------------------------
+    # One item per carrier, `circuit#{carrier}`. Written only when something changes (a failure,
+    # an opening, a probe, a closing), never per successful submission: no hot key.
+
+    def circuit(self, carrier: str) -> CircuitRecord | None:
+        answer = self._client.get_item(
+            TableName=self._table, Key={"id": {"S": f"circuit#{carrier}"}}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return None if item is None else _circuit_of(carrier, item)
+
+    def circuits(self, carriers: Iterable[str]) -> dict[str, CircuitRecord]:
+        """The stored circuits of `carriers` (one batch read); a carrier never written is absent."""
+        found: dict[str, CircuitRecord] = {}
+        for item in self._batch_get(f"circuit#{carrier}" for carrier in carriers):
+            carrier = str(item["id"]["S"]).removeprefix("circuit#")
+            found[carrier] = _circuit_of(carrier, item)
+        return found
+
+    def count_circuit_failure(
+        self, carrier: str, *, now: datetime, window_seconds: int
+    ) -> CircuitRecord | None:
+        """Count one carrier-unwell failure of a closed circuit; a window that has passed starts
+        again at one. None when the circuit is not closed (failures then count nothing)."""
+        epoch = int(now.timestamp())
+        key = {"id": {"S": f"circuit#{carrier}"}}
+        names = {"#state": "state"}
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="ADD failures :one",
+                ConditionExpression="#state = :closed AND window_start >= :cutoff",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":closed": {"S": "closed"},
+                    ":cutoff": {"N": str(epoch - window_seconds)},
+                },
+                ReturnValues="ALL_NEW",
+            )
+            return _circuit_of(carrier, answer["Attributes"])
+        except self._conditional_failed:
+            pass
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression=(
+                    "SET item_type = :kind, #state = :closed, failures = :one, "
+                    "window_start = :epoch, since = if_not_exists(since, :now)"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(#state) OR "
+                    "(#state = :closed AND (attribute_not_exists(window_start) "
+                    "OR window_start < :cutoff))"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    ":kind": {"S": "circuit"},
+                    ":closed": {"S": "closed"},
+                    ":one": {"N": "1"},
+                    ":epoch": {"N": str(epoch)},
+                    ":now": {"S": iso(now)},
+                    ":cutoff": {"N": str(epoch - window_seconds)},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._conditional_failed:
+            return None
+        return _circuit_of(carrier, answer["Attributes"])
+
+    def open_circuit(
+        self, carrier: str, *, now: datetime, open_until: int, from_state: str, min_failures: int
+    ) -> CircuitRecord | None:
+        """Open a circuit that is `from_state` (closed with at least `min_failures` failures, or
+        half-open after a failed probe). None when another invocation changed it first."""
+        condition = "#state = :from"
+        values: dict[str, Any] = {
+            ":open": {"S": "open"},
+            ":from": {"S": from_state},
+            ":now": {"S": iso(now)},
+            ":until": {"N": str(open_until)},
+        }
+        if from_state == "closed":
+            condition += " AND failures >= :min"
+            values[":min"] = {"N": str(min_failures)}
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": f"circuit#{carrier}"}},
+                UpdateExpression="SET #state = :open, since = :now, open_until = :until",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except self._conditional_failed:
+            return None
+        return _circuit_of(carrier, answer["Attributes"])
+
+    def take_circuit_probe(
+        self, carrier: str, *, now: datetime, probe_until: int
+    ) -> CircuitRecord | None:
+        """Make an open circuit whose open time is over half-open, for one probe (or take over
+        a probe whose lease ran out). The condition lets exactly one invocation win."""
+        epoch = int(now.timestamp())
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": f"circuit#{carrier}"}},
+                UpdateExpression="SET #state = :half, since = :now, probe_until = :until",
+                ConditionExpression=(
+                    "(#state = :open AND open_until <= :epoch) OR "
+                    "(#state = :half AND probe_until <= :epoch)"
+                ),
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":half": {"S": "half-open"},
+                    ":open": {"S": "open"},
+                    ":now": {"S": iso(now)},
+                    ":until": {"N": str(probe_until)},
+                    ":epoch": {"N": str(epoch)},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._conditional_failed:
+            return None
+        return _circuit_of(carrier, answer["Attributes"])
+
+    def close_circuit(self, carrier: str, *, now: datetime, from_state: str) -> bool:
+        """Close a half-open circuit (its probe went through), or clear the failures of a closed
+        one after a success. False when the circuit was not `from_state` (nothing written)."""
+        condition = "#state = :from"
+        values: dict[str, Any] = {
+            ":from": {"S": from_state},
+            ":closed": {"S": "closed"},
+            ":zero": {"N": "0"},
+        }
+        update = "SET #state = :closed, failures = :zero, window_start = :zero"
+        if from_state == "closed":
+            condition += " AND failures > :zero"
+        else:
+            update += ", since = :now"
+            values[":now"] = {"S": iso(now)}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": f"circuit#{carrier}"}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=values,
+            )
+        except self._conditional_failed:
+            return False
+        return True
+
+
+def _circuit_of(carrier: str, item: dict[str, Any]) -> CircuitRecord:
+    data = _from_item(item)
+    return CircuitRecord(
+        carrier=carrier,
+        state=str(data.get("state", "closed")),
+        since=str(data.get("since", "")),
+        failures=int(data.get("failures", 0)),
+        window_start=int(data.get("window_start", 0)),
+        open_until=int(data.get("open_until", 0)),
+        probe_until=int(data.get("probe_until", 0)),
+    )

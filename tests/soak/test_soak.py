@@ -45,6 +45,14 @@ def test_the_faults_were_injected(soak: tuple[Audit, str]) -> None:
         assert result.faults[fault] > 0, report
 
 
+def test_the_carrier_outage_cost_few_submissions(soak: tuple[Audit, str]) -> None:
+    result, report = soak
+    assert result.outage == "smartswitch down 60 s", report
+    # The circuit's five failures, a probe per 30 s open, and the few submissions under way when
+    # it opened; without the breaker each message of the minute would be tried again and again.
+    assert 0 < result.outage_refused <= 15, report
+
+
 def test_no_secret_or_full_phone_number_in_any_log_line(soak: tuple[Audit, str]) -> None:
     result, report = soak
     assert result.log_lines > MESSAGES, report

@@ -167,6 +167,74 @@ def test_local_configuration_parses(document: dict[str, Any], secrets: dict[str,
     assert config.status_timeout("text", 999) == 999
 
 
+def test_local_configuration_has_the_limits_and_failover_demo(
+    document: dict[str, Any], secrets: dict[str, Any]
+) -> None:
+    config = parse_config(document, secrets)
+    partner = config.clients["partner"]
+    assert partner.token == "partner-token"
+    assert partner.allowed_countries == ("GB",)
+    assert partner.daily_message_limit == 20
+    assert partner.verification_per_number_per_hour == 5
+    demo = config.clients["demo"]
+    assert (demo.daily_message_limit, demo.allowed_countries) == (None, ())
+    assert config.carriers["smartswitch"].failover == "conceptomovil"
+    assert config.carriers["conceptomovil"].failover is None
+    assert config.blocked_prefixes == ("+881", "+882")
+
+
+def test_settings_circuit_defaults_and_environment() -> None:
+    defaults = Settings.from_env({})
+    assert (
+        defaults.circuit_failures,
+        defaults.circuit_window_seconds,
+        defaults.circuit_open_seconds,
+    ) == (5, 60, 30)
+    env = {"CIRCUIT_FAILURES": "3", "CIRCUIT_WINDOW_SECONDS": "10", "CIRCUIT_OPEN_SECONDS": "2"}
+    settings = Settings.from_env(env)
+    assert (
+        settings.circuit_failures,
+        settings.circuit_window_seconds,
+        settings.circuit_open_seconds,
+    ) == (3, 10, 2)
+    for key in env:
+        with pytest.raises(ConfigError, match=key):
+            Settings.from_env({key: "0"})
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value", "named"),
+    [
+        ("carrier", "failover", "nobody", "carriers.smartswitch.failover"),
+        ("carrier", "failover", "smartswitch", "carriers.smartswitch.failover"),
+        ("client", "verification_per_number_per_hour", 0, "verification_per_number_per_hour"),
+        ("client", "verification_per_number_per_hour", "5", "verification_per_number_per_hour"),
+        ("client", "daily_message_limit", -1, "clients.demo.daily_message_limit"),
+        ("client", "daily_message_limit", 2.5, "clients.demo.daily_message_limit"),
+        ("client", "allowed_countries", "GB", "clients.demo.allowed_countries"),
+        ("client", "allowed_countries", ["GBR"], "clients.demo.allowed_countries"),
+        ("client", "blocked_prefixes", ["881"], "clients.demo.blocked_prefixes"),
+        ("client", "blocked_prefixes", ["+88x"], "clients.demo.blocked_prefixes"),
+        ("document", "blocked_prefixes", "+881", "blocked_prefixes"),
+    ],
+)
+def test_bad_limits_and_failover_name_the_key(
+    document: dict[str, Any], where: str, key: str, value: Any, named: str
+) -> None:
+    target = {
+        "carrier": document["carriers"]["smartswitch"],
+        "client": document["clients"]["demo"],
+        "document": document,
+    }[where]
+    target[key] = value
+    assert named in _refused(document)
+
+
+def test_a_null_limit_means_no_limit(document: dict[str, Any]) -> None:
+    document["clients"]["demo"]["verification_per_number_per_hour"] = None
+    assert parse_config(document, {}).clients["demo"].verification_per_number_per_hour is None
+
+
 def test_secrets_are_optional(document: dict[str, Any]) -> None:
     config = parse_config(document, {})
     assert config.carriers["vibes"].password == ""

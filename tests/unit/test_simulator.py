@@ -914,3 +914,46 @@ def test_stop_is_idempotent_and_cancels_pending_receipts(api: FakeApi) -> None:
     assert smartswitch_states(api, gateway_id) == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/_sim/submissions", timeout=2)
+
+
+# ---- carrier outages (/_sim/outage)
+
+
+def test_an_outage_answers_503_lists_the_refusals_and_ends_on_delete(sim: Simulator) -> None:
+    started = requests.post(f"{sim.url}/_sim/outage/smartswitch?seconds=30", timeout=5)
+    assert started.status_code == 200
+    assert started.json() == {"carrier": "smartswitch", "outage_seconds": 30.0}
+    try:
+        ref = reference()
+        assert smartswitch_send(sim, "+4915112345601", ref, timeout=5).status_code == 503
+        # Other carriers are not affected.
+        assert conceptomovil_send(sim, "+525512345601", reference()).status_code == 200
+        refused = [s for s in sim.submissions() if s["reference"] == ref]
+        assert [(s["carrier"], s["taken"], s["answer"]) for s in refused] == [
+            ("smartswitch", False, "outage")
+        ]
+    finally:
+        assert requests.delete(f"{sim.url}/_sim/outage/smartswitch", timeout=5).status_code == 200
+    assert smartswitch_send(sim, "+4915112345601", ref, timeout=5).status_code == 200
+
+
+def test_an_outage_ends_by_itself(sim: Simulator) -> None:
+    answer = requests.post(f"{sim.url}/_sim/outage/smartswitch?seconds=0.2", timeout=5)
+    assert answer.status_code == 200
+    time.sleep(0.3)
+    assert smartswitch_send(sim, "+4915112345601", reference(), timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/_sim/outage/nobody?seconds=5", 404),
+        ("POST", "/_sim/outage/smartswitch?seconds=soon", 400),
+        ("POST", "/_sim/outage/smartswitch?seconds=-1", 400),
+        ("GET", "/_sim/outage/smartswitch", 405),
+    ],
+)
+def test_a_bad_outage_request_is_refused(
+    sim: Simulator, method: str, path: str, status: int
+) -> None:
+    assert requests.request(method, f"{sim.url}{path}", timeout=5).status_code == status

@@ -91,6 +91,7 @@ def tracker_on(
 def accepted(tracker: StatusTracker, to: str, text: str = "hello", **extra: Any) -> Message:
     client = tracker.config.clients["demo"]
     (message,) = Intake(tracker).accept(client, [MessageRequest(to=to, text=text, **extra)])
+    assert isinstance(message, Message)
     return message
 
 
@@ -225,6 +226,7 @@ def test_the_originator_sees_a_forwarded_message_through_its_alternate(
         tracker.config.clients["demo"],
         [MessageRequest(to="+18475551218", text="hello", message_id="fw-1")],
     )
+    assert isinstance(again, Message)
     assert again.status == Status.FORWARDED
     answer = message_response(intake.outcome_of(again))
     assert answer == {"message_id": "fw-1", "status": "sending", "external_id": message.id}

@@ -70,7 +70,22 @@ class SubmitError(Exception):
 
 
 class TransientSubmitError(SubmitError):
-    """5xx, 429, connection error or time-out: try again later with the same reference."""
+    """5xx, 429, connection error or time-out: try again later with the same reference.
+
+    `unwell`: the failure says the carrier itself is unwell (5xx, time-out, refused connection),
+    so it counts towards opening its circuit (SPEC 4.3); a 429 or an unreadable answer does not.
+    """
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        gateway_status: str = "",
+        gateway_error: str = "",
+        unwell: bool = False,
+    ) -> None:
+        super().__init__(description, gateway_status=gateway_status, gateway_error=gateway_error)
+        self.unwell = unwell
 
 
 class PermanentSubmitError(SubmitError):
@@ -247,9 +262,9 @@ def post_submission(
             timeout=(carrier.connect_timeout, carrier.read_timeout),
         )
     except requests.Timeout as exc:
-        raise TransientSubmitError(f"{carrier.name}: submission timed out") from exc
+        raise TransientSubmitError(f"{carrier.name}: submission timed out", unwell=True) from exc
     except requests.ConnectionError as exc:
-        raise TransientSubmitError(f"{carrier.name}: connection failed") from exc
+        raise TransientSubmitError(f"{carrier.name}: connection failed", unwell=True) from exc
     except (
         requests.exceptions.MissingSchema,
         requests.exceptions.InvalidSchema,
@@ -264,7 +279,9 @@ def post_submission(
 
     code = response.status_code
     if code >= 500 or code == 429:
-        raise TransientSubmitError(f"{carrier.name} answered HTTP {code}", gateway_error=str(code))
+        raise TransientSubmitError(
+            f"{carrier.name} answered HTTP {code}", gateway_error=str(code), unwell=code >= 500
+        )
     if not (200 <= code < 300 or 400 <= code < 500):
         raise TransientSubmitError(
             f"{carrier.name}: unexpected HTTP {code}", gateway_error=str(code)

@@ -96,11 +96,11 @@ bench: install ## cold-import ratios per handler and AWS calls per message
 
 .PHONY: soak
 soak: install ## N messages through the local stack under injected faults, then an audit (N=10000)
-	$(BIN)/python -m local.soak --messages $(or $(N),10000)
+	$(BIN)/python -m tools.soak --messages $(or $(N),10000)
 
 .PHONY: report
 report: install ## SMS channel report from the Messages table (ARGS="--since 24h --table NAME")
-	$(BIN)/python -m local.report $(ARGS)
+	$(BIN)/python -m tools.channel_report $(ARGS)
 
 .PHONY: build
 build: install ## sam build (no container: python3.12 from .venv)

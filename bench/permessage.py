@@ -478,7 +478,7 @@ class Scenario:
         return [str(item["external_id"]) for item in items]
 
     def post_ofsc(self, ids: list[str]) -> None:
-        from local.soak import Planned, ofsc_envelope
+        from tools.soak import Planned, ofsc_envelope
 
         planned = [Planned("ofsc", i, PHONE, "text", "smartswitch", "", PHONE) for i in ids]
         event = http_event("POST", "/ofsc", body=ofsc_envelope(planned), headers=OFSC_HEADERS)

@@ -38,7 +38,7 @@ from xml.sax.saxutils import escape
 import requests
 
 if TYPE_CHECKING:
-    from local.chaos import Faults
+    from tools.chaos import Faults
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
 from local.cloudformation import REPO_ROOT
@@ -50,6 +51,8 @@ _CLIENT_CONFIG = Config(
     max_pool_connections=32,
     user_agent_extra=EXEMPT_USER_AGENT,
 )
+#: Never passed to the moto process or the handlers: a profile of the shell, real credentials.
+MASKED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 #: The front's own path: GET answers the fault counts, POST {"enabled": bool} turns faults on/off.
 FAULTS_PATH = "/_local/faults"
 
@@ -312,6 +315,7 @@ class MotoServer:
         self._process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
             [sys.executable, "-m", "local.aws", self._host, str(port), setup],
             cwd=REPO_ROOT,
+            env={k: v for k, v in os.environ.items() if k not in MASKED},
             stdin=subprocess.DEVNULL,
         )
         self._endpoint = f"http://{self._host}:{port}"
@@ -362,11 +366,14 @@ class MotoServer:
 
 
 def session(region: str) -> boto3.Session:
-    """A boto3 session with dummy credentials (never the developer's real ones)."""
+    """A boto3 session with dummy credentials (never the developer's real ones: a profile
+    named in the environment is not read either)."""
+    core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
     return boto3.Session(
         aws_access_key_id=DUMMY_ACCESS_KEY_ID,
         aws_secret_access_key=DUMMY_SECRET_ACCESS_KEY,
         region_name=region,
+        botocore_session=core,
     )
 
 

@@ -57,8 +57,7 @@ TUNABLES = frozenset({"STORE_OTP_BODY", "LOG_LEVEL"})
 _TUNABLE_SUFFIXES = ("_SECONDS", "_ATTEMPTS", "_LIMIT", "_DAYS", "_BYTES", "_CONCURRENCY", "_MS")
 #: Execution environments started with the stack per function (more start when needed).
 WARM_ENVIRONMENTS = 2
-#: Never passed to the handlers: they must reach moto with dummy credentials only.
-_MASKED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+_MASKED = aws.MASKED
 
 
 def is_tunable(name: str) -> bool:
@@ -216,9 +215,15 @@ class LocalStack:
         self._api = ApiServer([], self._host, self._port)
         api_url = self._api.url
         parameters = {"PublicBaseUrl": api_url, "LocalEndpointUrl": endpoint}
-        resources = self._resources = deploy(
-            self._clients, self._template_path, parameters=parameters, stack_name=STACK_NAME
-        )
+        # The SAM translator makes a boto3 session of its own: a profile of the shell must not
+        # reach it (it may not even exist here).
+        saved = {name: os.environ.pop(name) for name in _MASKED if name in os.environ}
+        try:
+            resources = self._resources = deploy(
+                self._clients, self._template_path, parameters=parameters, stack_name=STACK_NAME
+            )
+        finally:
+            os.environ.update(saved)
         log.info(
             "moto %s: tables %s, queues %s",
             endpoint,

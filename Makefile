@@ -50,7 +50,7 @@ format: install ## apply ruff's fixes and formatting
 
 .PHONY: typecheck
 typecheck: install ## mypy (strict) over the layer, the local stack, tests, and each handler
-	$(BIN)/mypy shared local bench tests
+	$(BIN)/mypy shared local tools bench tests
 	@for f in $(FUNCTIONS); do $(BIN)/mypy --no-error-summary $$f || exit 1; done
 
 .PHONY: validate

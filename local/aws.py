@@ -2,7 +2,7 @@
 credentials, no AWS account).
 
 `python -m local.aws HOST PORT [FAULTS]` is that process: moto's own WSGI application
-(`moto.server.DomainDispatcherApplication`, what `moto_server` serves) on werkzeug's threaded
+(`DomainDispatcherApplication`, what `moto_server` serves) on werkzeug's threaded
 server, behind one small front (`_Front`) and with two hooks on moto's models, each kept for a
 need measured on the local stack and each tested in tests/unit/test_local_aws.py. They are
 written for the moto version in `MOTO_VERSION`; the same test asserts that version.
@@ -94,8 +94,9 @@ class _Front:
     """In front of moto's application: DynamoDB requests one at a time, and injected throttling.
 
     DynamoDB applies each request to an item atomically; moto's threaded server does not, so two
-    concurrent conditional updates could both pass their condition and one be lost. Other services (SQS long polls) stay
-    parallel. With `faults`, DynamoDB data-plane requests are answered as throttled at its rate.
+    concurrent conditional updates could both pass their condition and one be lost. Other
+    services (SQS long polls) stay parallel. With `faults`, DynamoDB data-plane requests are
+    answered as throttled at its rate.
     """
 
     def __init__(self, app: Any, faults: Faults | None = None) -> None:
@@ -267,7 +268,7 @@ def _sqs_sends_and_receives_skip_queue_counts() -> None:
 
 def serve(host: str, port: int, faults_json: str = "") -> None:
     """The moto process: moto's application behind the front, until the parent ends it."""
-    from moto.server import DomainDispatcherApplication, create_backend_app
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -312,7 +313,7 @@ class MotoServer:
             if faults is None
             else json.dumps({"rates": faults.rates.as_dict(), "seed": faults.seed})
         )
-        self._process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+        self._process = subprocess.Popen(
             [sys.executable, "-m", "local.aws", self._host, str(port), setup],
             cwd=REPO_ROOT,
             env={k: v for k, v in os.environ.items() if k not in MASKED},
@@ -335,7 +336,8 @@ class MotoServer:
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.endpoint}{path}", data=data, method=method)
+        url = f"{self.endpoint}{path}"
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
         with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
             return json.loads(answer.read() or b"null")
 

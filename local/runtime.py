@@ -9,6 +9,7 @@ the handler once, and an invocation takes an idle one or waits for one. `LambdaC
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -179,7 +180,7 @@ class LocalFunction:
     def _start(self) -> _Environment:
         """A new environment: a worker process that has imported the handler."""
         ours, theirs = socket.socketpair()
-        process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+        process = subprocess.Popen(
             [sys.executable, "-m", "local.worker", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             cwd=REPO_ROOT,
@@ -314,18 +315,12 @@ class LocalFunction:
             self._idle.clear()
             self._cond.notify_all()
         for environment in idle:
-            try:
+            with contextlib.suppress(OSError):
                 environment.connection.send(None)
-            except OSError:
-                pass
         deadline = time.monotonic() + grace
         for environment in environments:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 environment.process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             self._end(environment)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 environment.process.wait(1)
-            except subprocess.TimeoutExpired:
-                pass

@@ -736,7 +736,6 @@ class Simulator:
             raise RuntimeError("the simulator was already started")
         self._scheduler.start()
         server = make_server(host, port, self._app, threaded=True, request_handler=_RequestHandler)
-        server.daemon_threads = True
         self._server = server
         shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
         self._url = f"http://{shown}:{server.server_address[1]}"

@@ -268,7 +268,10 @@ class LocalStack:
         here, there = f"://{self._host}:", f"://{CONTAINER_HOST}:"
         found: dict[str, dict[str, str]] = {}
         for fn in self.resources.functions.values():
-            env = {name: self._functions[fn.logical_id].env.get(name, value) for name, value in fn.environment.items()}
+            env = {
+                name: self._functions[fn.logical_id].env.get(name, value)
+                for name, value in fn.environment.items()
+            }
             env["AWS_ENDPOINT_URL"] = self.aws_endpoint
             found[fn.logical_id] = {k: v.replace(here, there) for k, v in env.items()}
         return found

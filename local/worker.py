@@ -1,11 +1,11 @@
 """One Lambda execution environment: a process that imports its handler once, then runs one
 invocation at a time for as long as its parent keeps the connection open.
 
-`python -m local.worker FD` reads (event, context fields, faults) from the connection on file
-descriptor FD and answers ("ok", result, fault counts) or ("error", one line, traceback, fault counts). The
-process has nothing but its own handler in it, as Lambda gives each environment a process of its
-own: Powertools' per-process state (the router's current event, the logger's keys, the cold
-start flag) is this environment's alone, with nothing patched.
+`python -m local.worker FD` reads (event, context fields, faults on) from the connection on
+file descriptor FD and answers ("ok", result, fault counts) or ("error", one line, traceback,
+fault counts). The process has nothing but its own handler in it, as Lambda gives each
+environment a process of its own: Powertools' per-process state (the router's current event,
+the logger's keys, the cold start flag) is this environment's alone, with nothing patched.
 """
 
 from __future__ import annotations

@@ -42,9 +42,9 @@ from xml.sax.saxutils import escape
 
 import requests
 
-from tools.chaos import FaultRates, Faults
 from local.stack import SECRETS_EXAMPLE_FILE, LocalStack
 from smsbridge import statuses
+from tools.chaos import FaultRates, Faults
 
 log = logging.getLogger("tools.soak")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-
 from collections.abc import Iterator
 from typing import Any
 

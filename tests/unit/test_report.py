@@ -16,12 +16,12 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from tools import channel_report as report
-from tools.channel_report import aggregate, format_report, log_partitions, parse_window, percentile
 from smsbridge.models import Message, iso
 from smsbridge.repository import MessageRepository
 from smsbridge.statuses import Status
 from tests.support import a_message
+from tools import channel_report as report
+from tools.channel_report import aggregate, format_report, log_partitions, parse_window, percentile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -2,9 +2,10 @@
 
 Lambda runs one invocation at a time per execution environment, gives each environment a process,
 and handlers (and Powertools) rely on both. So each function gets a small pool of worker
-processes (`local.worker`), started as they are needed up to the function's limit; each imports
-the handler once, and an invocation takes an idle one or waits for one. `LambdaContext` and
-`load_module` also serve the tests and the bench, which call handlers in their own process.
+processes, forked as they are needed up to the function's limit from one process that imported
+the handler once (`local.worker`); an invocation takes an idle one, or starts one, or waits.
+`LambdaContext` and `load_module` also serve the tests and the bench, which call handlers in
+their own process.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import ModuleType
@@ -107,17 +110,17 @@ class InvocationError(Exception):
 
 @dataclass(slots=True)
 class _Environment:
-    process: subprocess.Popen[bytes]
-    connection: Connection
+    """An execution environment: a process forked by its function's worker (`local.worker`)."""
+
     pid: int
-    output: threading.Thread
+    connection: Connection
 
 
-def _forward(stream: Any, to_stdout: bool) -> None:
-    """A worker's output, line by line, to this process's current stdout or stderr (the soak's
-    log capture replaces them)."""
+def _forward(stream: Any) -> None:
+    """A worker's output (and its environments'), line by line, to this process's current
+    stdout (the soak's log capture replaces it)."""
     for line in iter(stream.readline, b""):
-        target = sys.stdout if to_stdout else sys.stderr
+        target = sys.stdout
         try:
             target.write(line.decode("utf-8", "replace"))
             target.flush()
@@ -156,6 +159,9 @@ class LocalFunction:
         self.path = list(path if path is not None else [str(REPO_ROOT / "shared")])
         #: Fault injection (`make soak`): a `tools.chaos.Faults`, whose hooks the workers install.
         self.faults = faults
+        self._process: subprocess.Popen[bytes] | None = None
+        self._connection: Connection | None = None
+        self._worker_lock = threading.Lock()
         self._idle: list[_Environment] = []
         self._all: list[_Environment] = []
         self._starting = 0
@@ -177,8 +183,10 @@ class LocalFunction:
             raise FileNotFoundError(f"{self.spec.logical_id}: no handler module {path}")
         return path
 
-    def _start(self) -> _Environment:
-        """A new environment: a worker process that has imported the handler."""
+    def _worker(self) -> tuple[subprocess.Popen[bytes], Connection]:
+        """The function's worker process (started on first use): it imports the handler once."""
+        if self._process is not None and self._connection is not None:
+            return self._process, self._connection
         ours, theirs = socket.socketpair()
         process = subprocess.Popen(
             [sys.executable, "-m", "local.worker", str(theirs.fileno())],
@@ -190,14 +198,12 @@ class LocalFunction:
         )
         theirs.close()
         connection = Connection(ours.detach())
-        output = threading.Thread(
-            target=_forward, args=(process.stdout, True), name=f"{self.name}-out", daemon=True
-        )
-        output.start()
+        threading.Thread(
+            target=_forward, args=(process.stdout,), name=f"{self.name}-out", daemon=True
+        ).start()
         faults = self.faults
         connection.send(
             {
-                "env": {},
                 "path": self.path,
                 "source": str(self._source()),
                 "module": f"_local_fn_{self.spec.logical_id}",
@@ -205,18 +211,35 @@ class LocalFunction:
                 "logical_id": self.spec.logical_id,
                 "faults": None
                 if faults is None
-                else {"rates": faults.rates.as_dict(), "seed": faults.seed + process.pid},
+                else {"rates": faults.rates.as_dict(), "seed": faults.seed},
             }
         )
         try:
             answer = connection.recv()
         except EOFError:
-            answer = ("error", "the environment process ended while starting", "", {})
+            answer = ("error", "the worker process ended while starting", "", {})
         if answer[0] != "ready":
             connection.close()
             process.wait(timeout=5)
             raise InvocationError(f"{self.spec.logical_id}: {answer[1]}\n{answer[2]}")
-        return _Environment(process, connection, int(answer[1]), output)
+        self._process, self._connection = process, connection
+        return process, connection
+
+    def _start(self) -> _Environment:
+        """A new environment, forked by the worker, with a connection of its own."""
+        with self._worker_lock:
+            _, worker = self._worker()
+            ours, theirs = socket.socketpair()
+            try:
+                worker.send("fork")
+                reduction.send_handle(worker, theirs.fileno(), 0)
+                pid = int(worker.recv())
+            except (EOFError, OSError):
+                ours.close()
+                raise InvocationError(f"{self.name}: the worker process ended") from None
+            finally:
+                theirs.close()
+        return _Environment(pid, Connection(ours.detach()))
 
     def _take(self) -> _Environment:
         with self._cond:
@@ -254,8 +277,8 @@ class LocalFunction:
     @staticmethod
     def _end(environment: _Environment) -> None:
         environment.connection.close()
-        if environment.process.poll() is None:
-            environment.process.kill()
+        with contextlib.suppress(OSError):  # it may have left already
+            os.kill(environment.pid, signal.SIGKILL)
 
     def warm(self, count: int = 1) -> None:
         """Start `count` environments now (at most the limit), so that an import error shows at
@@ -306,7 +329,8 @@ class LocalFunction:
         return answer[1]
 
     def unload(self, grace: float = 0.5) -> None:
-        """End every environment: idle ones leave cleanly, busy ones are killed after `grace`."""
+        """End every environment and the worker: idle environments leave cleanly, busy ones are
+        killed after `grace` seconds."""
         with self._cond:
             self._closed = True
             environments = list(self._all)
@@ -319,8 +343,22 @@ class LocalFunction:
                 environment.connection.send(None)
         deadline = time.monotonic() + grace
         for environment in environments:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                environment.process.wait(max(0.0, deadline - time.monotonic()))
+            if environment in idle:
+                environment.connection.close()
+                continue
+            with contextlib.suppress(OSError):
+                environment.connection.poll(max(0.0, deadline - time.monotonic()))
             self._end(environment)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                environment.process.wait(1)
+        with self._worker_lock:
+            process, connection = self._process, self._connection
+            self._process = self._connection = None
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.send(None)
+            connection.close()
+        if process is not None:
+            try:
+                process.wait(2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,11 +1,18 @@
-"""One Lambda execution environment: a process that imports its handler once, then runs one
-invocation at a time for as long as its parent keeps the connection open.
+"""A function's execution environments: one process that imports the handler once, and forks
+an environment from itself whenever the local runtime asks for one.
 
-`python -m local.worker FD` reads (event, context fields, faults on) from the connection on
-file descriptor FD and answers ("ok", result, fault counts) or ("error", one line, traceback,
-fault counts). The process has nothing but its own handler in it, as Lambda gives each
-environment a process of its own: Powertools' per-process state (the router's current event,
-the logger's keys, the cold start flag) is this environment's alone, with nothing patched.
+`python -m local.worker FD` reads its setup from the connection on file descriptor FD, imports
+the handler (an import error is answered, and it ends), answers ("ready", pid), then serves
+"fork" requests: each comes with the file descriptor of a new connection, on which a forked child
+runs invocations, one at a time, until the connection closes or it reads None. The child reads
+(event, context fields, faults on) and answers ("ok", result, fault counts) or ("error", one
+line, traceback, fault counts).
+
+So each environment is a process of its own, as Lambda gives it: Powertools' per-process state
+(the router's current event, the logger's keys, the cold start flag) is that environment's
+alone, with nothing patched. Forking from an imported handler (Lambda's SnapStart does much the
+same) makes an environment start in milliseconds instead of an import's second; the parent
+never invokes the handler, so each child starts cold, its clients not yet connected.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import os
 import signal
 import sys
 import traceback
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -25,11 +33,38 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _invocations(connection: Connection, handler: Any, faults: Any) -> None:
+    """One environment: invocations one at a time until the parent lets it go."""
+    from local.runtime import LambdaContext
+
+    if faults is not None:
+        faults.reseed(os.getpid())
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        event, context_fields, faults_enabled = message
+        if faults is not None:
+            faults.enabled = faults_enabled
+            faults.counts.clear()
+        try:
+            result = handler(event, LambdaContext(**context_fields))
+        except Exception as exc:
+            counts = dict(faults.counts) if faults is not None else {}
+            answer: tuple[Any, ...] = ("error", _one_line(exc), traceback.format_exc(), counts)
+        else:
+            answer = ("ok", result, dict(faults.counts) if faults is not None else {})
+        sys.stdout.flush()
+        connection.send(answer)
+
+
 def serve(connection: Connection) -> None:
-    from local.runtime import LambdaContext, load_module
+    from local.runtime import load_module
 
     setup: dict[str, Any] = connection.recv()
-    os.environ.update(setup["env"])
     for entry in reversed(setup["path"]):
         sys.path.insert(0, entry)
     faults = None
@@ -48,27 +83,30 @@ def serve(connection: Connection) -> None:
     # LOCAL_DEBUG_LOGGERS=a,b: those loggers at DEBUG (the soak keeps the receipts' effects).
     for name in filter(None, os.environ.get("LOCAL_DEBUG_LOGGERS", "").split(",")):
         logging.getLogger(name.strip()).setLevel(logging.DEBUG)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # ended environments leave no zombies
     connection.send(("ready", os.getpid()))
     while True:
         try:
-            message = connection.recv()
+            request = connection.recv()
         except (EOFError, OSError):
             return
-        if message is None:
+        if request is None:
             return
-        event, context_fields, faults_enabled = message
-        if faults is not None:
-            faults.enabled = faults_enabled
-            faults.counts.clear()
-        try:
-            result = handler(event, LambdaContext(**context_fields))
-        except Exception as exc:
-            counts = dict(faults.counts) if faults is not None else {}
-            connection.send(("error", _one_line(exc), traceback.format_exc(), counts))
-        else:
-            counts = dict(faults.counts) if faults is not None else {}
-            connection.send(("ok", result, counts))
+        fd = reduction.recv_handle(connection)
         sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            connection.close()
+            environment = Connection(fd)
+            try:
+                _invocations(environment, handler, faults)
+            finally:
+                environment.close()
+            sys.stdout.flush()
+            raise SystemExit(0)
+        os.close(fd)
+        connection.send(pid)
 
 
 def main() -> None:

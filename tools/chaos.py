@@ -123,6 +123,11 @@ class Faults:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
 
+    def reseed(self, salt: int) -> None:
+        """A generator of its own for a copy of this object in another process."""
+        with self._lock:
+            self._random = random.Random(self.seed * 1_000_003 + salt)
+
     def set_enabled(self, enabled: bool) -> None:
         """Turn every fault on or off, here and in the processes that follow this object."""
         self.enabled = enabled

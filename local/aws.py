@@ -266,6 +266,11 @@ def _sqs_sends_and_receives_skip_queue_counts() -> None:
     SQSBackend.receive_message = skip_counts(SQSBackend.receive_message)  # type: ignore[method-assign]
 
 
+def _end_with_parent() -> None:
+    sys.stdin.buffer.read()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def serve(host: str, port: int, faults_json: str = "") -> None:
     """The moto process: moto's application behind the front, until the parent ends it."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -273,6 +278,8 @@ def serve(host: str, port: int, faults_json: str = "") -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a clean exit (coverage is saved)
+    # The parent holds our stdin open: when it ends, however it ends, so does this process.
+    threading.Thread(target=_end_with_parent, name="parent-watch", daemon=True).start()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     _index_reads_read_the_index()
     _sqs_sends_and_receives_skip_queue_counts()
@@ -317,7 +324,7 @@ class MotoServer:
             [sys.executable, "-m", "local.aws", self._host, str(port), setup],
             cwd=REPO_ROOT,
             env={k: v for k, v in os.environ.items() if k not in MASKED},
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # never written: closed when this process ends
         )
         self._endpoint = f"http://{self._host}:{port}"
         deadline = time.monotonic() + timeout
@@ -357,6 +364,8 @@ class MotoServer:
         if self._faults is not None and self._set_faults in self._faults.on_enabled:
             self._faults.on_enabled.remove(self._set_faults)
         if self._process is not None:
+            if self._process.stdin is not None:
+                self._process.stdin.close()
             self._process.terminate()
             try:
                 self._process.wait(2)

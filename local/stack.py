@@ -5,7 +5,7 @@ processes, `local.runtime`).
 Start order: moto server → template.yaml through the SAM translator, its tables and queues
 created by moto's CloudFormation → configuration (SSM) and secrets (Secrets Manager) → each
 function's environment variables (the translated function's own) and its first execution
-environment → HTTP API, simulator, drivers. `stop()` undoes it in reverse order; this process's
+X
 own environment and modules are never changed, so tests can run one stack after another.
 """
 
@@ -65,7 +65,7 @@ def is_tunable(name: str) -> bool:
 
 
 class LocalStack:
-    """Everything `make run` starts, in this process. Port 0 picks a free port."""
+    """Everything `make run` starts, from this process. Port 0 picks a free port."""
 
     def __init__(
         self,

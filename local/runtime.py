@@ -303,17 +303,14 @@ class LocalFunction:
         """Run the handler in a free environment (waits when all are busy).
 
         Raises InvocationError when the handler raises (the environment stays), and when the
-        environment dies or runs past the function's time-out (it is ended, as Lambda does).
+        environment dies (it is dropped). The function's `Timeout` is not enforced: on a busy
+        shared machine an invocation may take longer than it would on AWS.
         """
         environment = self._take()
         alive = False
         try:
             enabled = bool(self.faults is not None and self.faults.enabled)
             environment.connection.send((event, self.context_fields(), enabled))
-            if not environment.connection.poll(self.spec.timeout):
-                raise InvocationError(
-                    f"{self.name}: Task timed out after {self.spec.timeout:.2f} seconds"
-                )
             answer = environment.connection.recv()
             alive = True
         except (EOFError, OSError):

@@ -885,7 +885,7 @@ def format_report(report: PerMessageReport, calls_floor: Gap | None = None) -> l
         gaps.append(Gap("local end-to-end throughput (capacity / achieved)", 1.0, share))
         lines += [
             "",
-            "Local end-to-end throughput (moto, each environment and the stack in processes of their own)",
+            "Local end-to-end throughput (moto and each environment in processes of their own)",
             f"  backend: {t['backend_calls_per_second']:.0f} DynamoDB calls per second "
             f"(moto, {t['backend_threads']:.0f} threads)",
             f"  a delivered message needs {calls:.1f} DynamoDB calls (the serialised part) -> "

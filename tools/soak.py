@@ -65,9 +65,8 @@ FAST_SETTINGS = {
 #: How long the audit waits without any message becoming final before it calls the rest lost
 #: (more than the status time-out, so that a message left to the poller's time-out ends).
 SETTLE_SECONDS = 120.0
-#: Messages per second offered to the intake by default: the local backend (moto and every
-#: handler in one Python process) takes two to three per second on a small shared machine; more
-#: only waits behind the `max_open` bound.
+#: Messages per second offered to the intake by default: the local backend takes a few per
+#: second on a small shared machine; more only waits behind the `max_open` bound.
 DEFAULT_RATE = 3.0
 #: The intake waits while more messages than this are open (accepted, not final): a run of any
 #: N then keeps to what the local backend takes instead of building a backlog it never drains

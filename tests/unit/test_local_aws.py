@@ -169,3 +169,13 @@ def test_moto_runs_in_its_own_process_and_this_one_stays_unpatched(dynamodb: Any
         assert server.pid is not None and server.pid != os.getpid()
     finally:
         server.stop()
+
+
+def test_the_dispatcher_finds_each_hosts_backend_once() -> None:
+    """The moto process's dispatcher (a subclass) remembers the backend of a host."""
+    dispatcher = aws._dispatcher()
+    lookup = dispatcher.get_backend_for_host
+    assert lookup("dynamodb") == "dynamodb"
+    assert lookup("dynamodb") == "dynamodb"
+    assert lookup("sqs.eu-west-1.amazonaws.com") == "sqs"
+    assert type(dispatcher).get_backend_for_host.cache_info().hits >= 1

@@ -50,7 +50,7 @@ format: install ## apply ruff's fixes and formatting
 
 .PHONY: typecheck
 typecheck: install ## mypy (strict) over the layer, the local stack, tests, and each handler
-	$(BIN)/mypy shared local bench tests
+	$(BIN)/mypy shared local tools bench tests
 	@for f in $(FUNCTIONS); do $(BIN)/mypy --no-error-summary $$f || exit 1; done
 
 .PHONY: validate
@@ -113,11 +113,11 @@ bench: install ## cold imports, cold start per route, AWS calls per message ... 
 
 .PHONY: soak
 soak: install ## N messages through the local stack under injected faults, then an audit (N=10000)
-	$(BIN)/python -m local.soak --messages $(or $(N),10000)
+	$(BIN)/python -m tools.soak --messages $(or $(N),10000)
 
 .PHONY: report
 report: install ## SMS channel report from the Messages table (ARGS="--since 24h --table NAME")
-	$(BIN)/python -m local.report $(ARGS)
+	$(BIN)/python -m tools.channel_report $(ARGS)
 
 .PHONY: backfill
 backfill: install ## give messages stored before the search indexes their keys (ARGS="--table NAME")

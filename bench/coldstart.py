@@ -296,7 +296,7 @@ def _json_check(stack: ColdStack, spec: dict[str, Any], results: list[Any]) -> N
 
 def _ofsc_spec(stack: ColdStack) -> dict[str, Any]:
     from local.api import http_event
-    from local.soak import Planned, ofsc_envelope
+    from tools.soak import Planned, ofsc_envelope
 
     events = [
         http_event(

@@ -477,7 +477,7 @@ class Scenario:
         return [str(item["external_id"]) for item in items]
 
     def post_ofsc(self, ids: list[str]) -> None:
-        from local.soak import Planned, ofsc_envelope
+        from tools.soak import Planned, ofsc_envelope
 
         planned = [Planned("ofsc", i, PHONE, "text", "smartswitch", "", PHONE) for i in ids]
         event = http_event("POST", "/ofsc", body=ofsc_envelope(planned), headers=OFSC_HEADERS)
@@ -884,7 +884,7 @@ def format_report(report: PerMessageReport, calls_floor: Gap | None = None) -> l
         gaps.append(Gap("local end-to-end throughput (capacity / achieved)", 1.0, share))
         lines += [
             "",
-            "Local end-to-end throughput (one process: moto server, HTTP API, drivers, simulator)",
+            "Local end-to-end throughput (moto and each environment in processes of their own)",
             f"  backend: {t['backend_calls_per_second']:.0f} DynamoDB calls per second "
             f"(moto, {t['backend_threads']:.0f} threads)",
             f"  a delivered message needs {calls:.1f} DynamoDB calls (the serialised part) -> "

@@ -20,8 +20,8 @@ class Found:
 
 def local_throughput(messages: int) -> dict[str, float]:
     """A fault-free soak as fast as the intake answers, with the backend's own rate beside it."""
-    from local.chaos import FaultRates
-    from local.soak import run
+    from tools.chaos import FaultRates
+    from tools.soak import run
 
     none = FaultRates(**dict.fromkeys(FaultRates.__dataclass_fields__, 0.0))
     result = run(messages, rates=none, rate=0.0, measure_backend=True, settle_seconds=60)

@@ -294,8 +294,10 @@ class ApiServer:
         )
         try:
             answer = answer_from_result(route.invoke(event))
-        except Exception:
-            log.exception("%s %s: %s failed", method, event["rawPath"], route.function or "handler")
+        except Exception as exc:
+            # The handler's traceback, if any, is in its environment's log (local.runtime).
+            what = route.function or "handler"
+            log.error("%s %s: %s failed: %s", method, event["rawPath"], what, exc)
             answer = _json_answer(500, "Internal Server Error")
         answer.headers.append(("apigw-requestid", event["requestContext"]["requestId"]))
         return answer

@@ -1,20 +1,37 @@
-"""moto server on loopback, and boto3 clients for it (dummy credentials, no AWS account)."""
+"""moto's server in a process of its own on loopback, and boto3 clients for it (dummy
+credentials, no AWS account).
+
+`python -m local.aws HOST PORT [FAULTS]` is that process: moto's own WSGI application
+(`DomainDispatcherApplication`, what `moto_server` serves) on werkzeug's threaded
+server, behind one small front (`_Front`), with a subclass of moto's dispatcher and two hooks on
+moto's models, each kept for a need measured on the local stack and tested in
+tests/unit/test_local_aws.py. They are written for the moto version in `MOTO_VERSION`; the
+same test asserts that version.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
-from local.chaos import EXEMPT_USER_AGENT, THROTTLE_BODY, Faults
+from local.cloudformation import REPO_ROOT
+from tools.chaos import EXEMPT_USER_AGENT, THROTTLE_BODY, FaultRates, Faults
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -22,6 +39,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
+#: The moto release the hooks below were written for and measured on.
+MOTO_VERSION = "5.2.5"
 LOOPBACK = "127.0.0.1"
 DUMMY_ACCESS_KEY_ID = "testing"
 DUMMY_SECRET_ACCESS_KEY = "testing"
@@ -33,6 +52,10 @@ _CLIENT_CONFIG = Config(
     max_pool_connections=32,
     user_agent_extra=EXEMPT_USER_AGENT,
 )
+#: Never passed to the moto process or the handlers: a profile of the shell, real credentials.
+MASKED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+#: The front's own path: GET answers the fault counts, POST {"enabled": bool} turns faults on/off.
+FAULTS_PATH = "/_local/faults"
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -68,10 +91,14 @@ class _FairLock:
                 self._held = False
 
 
-class _OneDynamoDbWriteAtATime:
-    """DynamoDB applies each request to an item atomically; moto's threaded server does not, so
-    two concurrent conditional updates could both pass their condition and one be lost. DynamoDB
-    requests are served one at a time (other services, such as SQS long polls, stay parallel)."""
+class _Front:
+    """In front of moto's application: DynamoDB requests one at a time, and injected throttling.
+
+    DynamoDB applies each request to an item atomically; moto's threaded server does not, so two
+    concurrent conditional updates could both pass their condition and one be lost. Other
+    services (SQS long polls) stay parallel. With `faults`, DynamoDB data-plane requests are
+    answered as throttled at its rate.
+    """
 
     def __init__(self, app: Any, faults: Faults | None = None) -> None:
         self._app = app
@@ -79,6 +106,8 @@ class _OneDynamoDbWriteAtATime:
         self._faults = faults
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == FAULTS_PATH:
+            return self._fault_control(environ, start_response)
         if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
             return self._app(environ, start_response)
         if self._faults is not None and self._faults.throttles(environ):
@@ -87,18 +116,18 @@ class _OneDynamoDbWriteAtATime:
         with self._lock:
             return list(self._app(environ, start_response))
 
-
-def _remember_backends(dispatcher: Any) -> None:
-    """moto's dispatcher finds the backend of every request by listing its package directory,
-    under one lock for all threads (a fifth of the local stack's CPU under load): remember the
-    answer per host, which never changes while the server runs."""
-    dispatcher.get_backend_for_host = functools.lru_cache(maxsize=256)(
-        dispatcher.get_backend_for_host
-    )
+    def _fault_control(self, environ: dict[str, Any], start_response: Any) -> Any:
+        faults = self._faults
+        if faults is not None and environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            faults.enabled = bool(json.loads(environ["wsgi.input"].read(length))["enabled"])
+        counts = dict(faults.counts) if faults is not None else {}
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(counts).encode()]
 
 
 def _index_reads_read_the_index() -> None:
-    """moto answers a query or a scan of an index by going through every item of the table (a
+    """Hook: moto answers a query or a scan of an index by going through every item of the table (a
     query also sorts them all): the poller's 16 queries of the sparse open-message index, and
     the soak's count of open messages, then cost more with every message ever stored. Keep, for
     each index of a table without a sort key, the items it holds, refreshed after every write to
@@ -197,7 +226,7 @@ def _index_reads_read_the_index() -> None:
 
 
 def _sqs_sends_and_receives_skip_queue_counts() -> None:
-    """moto works out a queue's approximate message counts (a pass over every message) for
+    """Hook: moto works out a queue's approximate message counts (a pass over every message) for
     each message it sends and each message a receive looks at, where it only wants one other
     attribute: with a backlog of thousands, every call costs as much as the backlog. Sends and
     receives skip the counts (they never answer them); GetQueueAttributes still counts."""
@@ -238,14 +267,56 @@ def _sqs_sends_and_receives_skip_queue_counts() -> None:
     SQSBackend.receive_message = skip_counts(SQSBackend.receive_message)  # type: ignore[method-assign]
 
 
+def _dispatcher() -> Any:
+    """moto's application, remembering which backend serves which host.
+
+    Hook (a subclass): for every request moto's dispatcher lists its package directory to find
+    the backend of the request's host (`backends.list_of_moto_modules()`), under one lock for all
+    threads, though the answer never changes while the server runs: about a fifth of the local
+    stack's CPU under load when measured with moto 5.2.5. The answer is remembered per host.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    class Dispatcher(DomainDispatcherApplication):
+        @functools.lru_cache(maxsize=256)  # noqa: B019 - one instance, for the process's life
+        def get_backend_for_host(self, host: str | None) -> Any:
+            return super().get_backend_for_host(host)
+
+    return Dispatcher(create_backend_app)
+
+
+def _end_with_parent() -> None:
+    sys.stdin.buffer.read()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def serve(host: str, port: int, faults_json: str = "") -> None:
+    """The moto process: moto's application behind the front, until the parent ends it."""
+    from werkzeug.serving import make_server
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a clean exit (coverage is saved)
+    # The parent holds our stdin open: when it ends, however it ends, so does this process.
+    threading.Thread(target=_end_with_parent, name="parent-watch", daemon=True).start()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    _index_reads_read_the_index()
+    _sqs_sends_and_receives_skip_queue_counts()
+    faults = None
+    if faults_json:
+        setup = json.loads(faults_json)
+        faults = Faults(FaultRates(**setup["rates"]), seed=setup["seed"], enabled=False)
+    app = _Front(_dispatcher(), faults)
+    make_server(host, port, app, threaded=True).serve_forever(poll_interval=0.2)
+
+
 class MotoServer:
-    """moto's threaded server (DynamoDB, Streams, SQS, SSM, Secrets Manager ...) in this process."""
+    """moto's server in a child process (DynamoDB, Streams, SQS, SSM, Secrets Manager ...)."""
 
     def __init__(self, host: str = LOOPBACK, port: int = 0, faults: Faults | None = None) -> None:
         self._host = host
         self._port = port
         self._faults = faults
-        self._server: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._endpoint: str | None = None
 
     @property
@@ -254,44 +325,84 @@ class MotoServer:
             raise RuntimeError("the moto server is not running")
         return self._endpoint
 
-    def start(self) -> str:
-        """Start on the port (0: a free one) with empty backends; return the endpoint URL."""
-        from moto.server import ThreadedMotoServer
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
-        # werkzeug logs every request line at INFO; the local log keeps to our own lines.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
-        self._server.start()
-        wsgi = self._server._server  # werkzeug's server: its app is swapped before any request
-        _remember_backends(wsgi.app)
-        _index_reads_read_the_index()
-        _sqs_sends_and_receives_skip_queue_counts()
-        wsgi.app = _OneDynamoDbWriteAtATime(wsgi.app, self._faults)
-        host, port = self._server.get_host_and_port()
-        self._endpoint = f"http://{host}:{port}"
-        self.reset()
+    def start(self, timeout: float = 60.0) -> str:
+        """Start on the port (0: a free one) with empty backends; return the endpoint URL."""
+        port = self._port or free_port(self._host)
+        faults = self._faults
+        setup = (
+            ""
+            if faults is None
+            else json.dumps({"rates": faults.rates.as_dict(), "seed": faults.seed})
+        )
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "local.aws", self._host, str(port), setup],
+            cwd=REPO_ROOT,
+            env={k: v for k, v in os.environ.items() if k not in MASKED},
+            stdin=subprocess.PIPE,  # never written: closed when this process ends
+        )
+        self._endpoint = f"http://{self._host}:{port}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._call("GET", FAULTS_PATH)
+                break
+            except OSError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise OSError(f"the moto server did not start on port {port}") from None
+                time.sleep(0.05)
+        if faults is not None:
+            faults.on_enabled.append(self._set_faults)
         return self._endpoint
 
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        url = f"{self.endpoint}{path}"
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            return json.loads(answer.read() or b"null")
+
+    def _set_faults(self, enabled: bool) -> None:
+        self._call("POST", FAULTS_PATH, {"enabled": enabled})
+
+    def fault_counts(self) -> dict[str, int]:
+        """What the moto process injected (throttling), by fault name."""
+        counts: dict[str, int] = self._call("GET", FAULTS_PATH)
+        return counts
+
     def reset(self) -> None:
-        """Forget every resource (moto's backends live in this process and outlive a server)."""
-        url = f"{self.endpoint}/moto-api/reset"
-        request = urllib.request.Request(url, method="POST")  # noqa: S310 - our loopback server
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-            answer.read()
+        """Forget every resource."""
+        self._call("POST", "/moto-api/reset")
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        if self._faults is not None and self._set_faults in self._faults.on_enabled:
+            self._faults.on_enabled.remove(self._set_faults)
+        if self._process is not None:
+            if self._process.stdin is not None:
+                self._process.stdin.close()
+            self._process.terminate()
+            try:
+                self._process.wait(2)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
         self._endpoint = None
 
 
 def session(region: str) -> boto3.Session:
-    """A boto3 session with dummy credentials (never the developer's real ones)."""
+    """A boto3 session with dummy credentials (never the developer's real ones: a profile
+    named in the environment is not read either)."""
+    core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
     return boto3.Session(
         aws_access_key_id=DUMMY_ACCESS_KEY_ID,
         aws_secret_access_key=DUMMY_SECRET_ACCESS_KEY,
         region_name=region,
+        botocore_session=core,
     )
 
 
@@ -327,3 +438,7 @@ def clients(endpoint: str, region: str) -> AwsClients:
         dynamodbstreams=s.client("dynamodbstreams", **kw),
         cloudformation=s.client("cloudformation", **kw),
     )
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "")

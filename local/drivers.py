@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
-    from local.chaos import Faults
+    from tools.chaos import Faults
 
 log = logging.getLogger("local.drivers")
 

@@ -1,29 +1,35 @@
-"""Handlers in this process as Lambda runs them: one module copy per execution environment.
+"""Handlers as Lambda runs them: each execution environment a process of its own.
 
-Lambda runs one invocation at a time per execution environment, and handlers rely on it. So each
-function gets a small pool of environments, each its own copy of the handler module loaded with
-importlib under a unique name; concurrent invocations take different environments, never share
-one. Lambda also gives each environment a process of its own; the library state that relies on
-it is kept per thread (`local.isolation`).
+Lambda runs one invocation at a time per execution environment, gives each environment a process,
+and handlers (and Powertools) rely on both. So each function gets a small pool of worker
+processes, forked as they are needed up to the function's limit from one process that imported
+the handler once (`local.worker`); an invocation takes an idle one, or starts one, or waits.
+`LambdaContext` and `load_module` also serve the tests and the bench, which call handlers in
+their own process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import itertools
 import logging
+import os
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from multiprocessing import reduction
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from local.cloudformation import ACCOUNT_ID, DEFAULT_REGION, REPO_ROOT, FunctionSpec
-from local.isolation import invocation, isolate_environments
 
 log = logging.getLogger("local.runtime")
 
@@ -78,7 +84,6 @@ def load_module(path: Path, module_name: str | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     folder = str(path.parent)
     with _loader_lock:
-        isolate_environments()
         sys.modules[module_name] = module
         sys.path.insert(0, folder)
         try:
@@ -99,8 +104,34 @@ def load_handler(function: str, module_name: str | None = None) -> ModuleType:
     return load_module(REPO_ROOT / "functions" / function / "app.py", module_name)
 
 
+class InvocationError(Exception):
+    """The handler raised (its one-line description), or its environment died or timed out."""
+
+
+@dataclass(slots=True)
+class _Environment:
+    """An execution environment: a process forked by its function's worker (`local.worker`)."""
+
+    pid: int
+    connection: Connection
+
+
+def _forward(stream: Any) -> None:
+    """A worker's output (and its environments'), line by line, to this process's current
+    stdout (the soak's log capture replaces it)."""
+    for line in iter(stream.readline, b""):
+        target = sys.stdout
+        try:
+            target.write(line.decode("utf-8", "replace"))
+            target.flush()
+        except (OSError, ValueError):
+            pass
+    stream.close()
+
+
 class LocalFunction:
-    """A template function made callable: `invoke(event)` runs its handler with a context."""
+    """A template function made callable: `invoke(event)` runs its handler in a free
+    environment process, starting one while under the limit, else waiting for one."""
 
     def __init__(
         self,
@@ -110,11 +141,11 @@ class LocalFunction:
         account_id: str = ACCOUNT_ID,
         max_environments: int = DEFAULT_MAX_ENVIRONMENTS,
         function_name: str | None = None,
-        on_load: Callable[[ModuleType], None] | None = None,
+        env: Mapping[str, str] | None = None,
+        path: list[str] | None = None,
+        faults: Any = None,
     ) -> None:
         self.spec = spec
-        #: Called with each new module copy (the local stack's fault hooks).
-        self.on_load = on_load
         self.name = function_name or spec.logical_id
         self.region = region
         self.account_id = account_id
@@ -122,19 +153,26 @@ class LocalFunction:
         if spec.reserved_concurrency is not None:
             limit = min(limit, spec.reserved_concurrency)
         self.max_environments = max(1, limit)
-        self._idle: list[Handler] = []
-        #: Environments invoked at least once (the others start cold).
-        self._invoked: set[Handler] = set()
-        #: Environments loaded or being loaded.
-        self._count = 0
-        self._serial = itertools.count()
-        self._modules: list[str] = []
+        #: The environment variables of the worker processes (default: this process's).
+        self.env = dict(os.environ if env is None else env)
+        #: Folders put first on the workers' sys.path (the layers).
+        self.path = list(path if path is not None else [str(REPO_ROOT / "shared")])
+        #: Fault injection (`make soak`): a `tools.chaos.Faults`, whose hooks the workers install.
+        self.faults = faults
+        self._process: subprocess.Popen[bytes] | None = None
+        self._connection: Connection | None = None
+        self._worker_lock = threading.Lock()
+        self._idle: list[_Environment] = []
+        self._all: list[_Environment] = []
+        self._starting = 0
+        self._closed = False
         self._cond = threading.Condition()
 
     @property
-    def module_names(self) -> list[str]:
-        """Names under which this function's module copies sit in sys.modules."""
-        return list(self._modules)
+    def pids(self) -> list[int]:
+        """Process ids of the environments started so far."""
+        with self._cond:
+            return [environment.pid for environment in self._all]
 
     def _source(self) -> Path:
         relative = Path(*self.spec.module_path.split("."))
@@ -145,72 +183,179 @@ class LocalFunction:
             raise FileNotFoundError(f"{self.spec.logical_id}: no handler module {path}")
         return path
 
-    def _load(self, serial: int) -> Handler:
-        module_name = f"_local_fn_{self.spec.logical_id}_{serial}"
-        module = load_module(self._source(), module_name)
-        handler = getattr(module, self.spec.handler_name, None)
-        if not callable(handler):
-            sys.modules.pop(module_name, None)
-            raise AttributeError(f"{self.spec.logical_id}: {self.spec.handler} is not callable")
-        if self.on_load is not None:
-            self.on_load(module)
-        with self._cond:
-            self._modules.append(module_name)
-        return handler  # type: ignore[no-any-return]
-
-    @contextmanager
-    def _environment(self) -> Iterator[Handler]:
-        """An idle environment, a new one while under the limit, else wait for one."""
-        with self._cond:
-            while not self._idle and self._count >= self.max_environments:
-                self._cond.wait()
-            handler = self._idle.pop() if self._idle else None
-            if handler is None:
-                self._count += 1
-                serial = next(self._serial)
-        if handler is None:
-            try:
-                handler = self._load(serial)
-            except BaseException:
-                with self._cond:
-                    self._count -= 1
-                    self._cond.notify()
-                raise
+    def _worker(self) -> tuple[subprocess.Popen[bytes], Connection]:
+        """The function's worker process (started on first use): it imports the handler once."""
+        if self._process is not None and self._connection is not None:
+            return self._process, self._connection
+        ours, theirs = socket.socketpair()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local.worker", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        connection = Connection(ours.detach())
+        threading.Thread(
+            target=_forward, args=(process.stdout,), name=f"{self.name}-out", daemon=True
+        ).start()
+        faults = self.faults
+        connection.send(
+            {
+                "path": self.path,
+                "source": str(self._source()),
+                "module": f"_local_fn_{self.spec.logical_id}",
+                "handler": self.spec.handler_name,
+                "logical_id": self.spec.logical_id,
+                "faults": None
+                if faults is None
+                else {"rates": faults.rates.as_dict(), "seed": faults.seed},
+            }
+        )
         try:
-            yield handler
-        finally:
-            with self._cond:
-                self._idle.append(handler)
-                self._cond.notify()
+            answer = connection.recv()
+        except EOFError:
+            answer = ("error", "the worker process ended while starting", "", {})
+        if answer[0] != "ready":
+            connection.close()
+            process.wait(timeout=5)
+            raise InvocationError(f"{self.spec.logical_id}: {answer[1]}\n{answer[2]}")
+        self._process, self._connection = process, connection
+        return process, connection
 
-    def warm(self) -> None:
-        """Load the first environment now, so that an import error shows at start."""
-        with self._environment():
-            pass
+    def _start(self) -> _Environment:
+        """A new environment, forked by the worker, with a connection of its own."""
+        with self._worker_lock:
+            _, worker = self._worker()
+            ours, theirs = socket.socketpair()
+            try:
+                worker.send("fork")
+                reduction.send_handle(worker, theirs.fileno(), 0)
+                pid = int(worker.recv())
+            except (EOFError, OSError):
+                ours.close()
+                raise InvocationError(f"{self.name}: the worker process ended") from None
+            finally:
+                theirs.close()
+        return _Environment(pid, Connection(ours.detach()))
+
+    def _take(self) -> _Environment:
+        with self._cond:
+            while not self._idle and len(self._all) + self._starting >= self.max_environments:
+                if self._closed:
+                    raise InvocationError(f"{self.name}: the function is unloaded")
+                self._cond.wait(0.5)
+            if self._closed:
+                raise InvocationError(f"{self.name}: the function is unloaded")
+            if self._idle:
+                return self._idle.pop()
+            self._starting += 1
+        try:
+            environment = self._start()
+        except BaseException:
+            with self._cond:
+                self._starting -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._starting -= 1
+            self._all.append(environment)
+        return environment
+
+    def _give_back(self, environment: _Environment, alive: bool) -> None:
+        with self._cond:
+            if alive and not self._closed:
+                self._idle.append(environment)
+            else:
+                if environment in self._all:
+                    self._all.remove(environment)
+                self._end(environment)
+            self._cond.notify()
+
+    @staticmethod
+    def _end(environment: _Environment) -> None:
+        environment.connection.close()
+        with contextlib.suppress(OSError):  # it may have left already
+            os.kill(environment.pid, signal.SIGKILL)
+
+    def warm(self, count: int = 1) -> None:
+        """Start `count` environments now (at most the limit), so that an import error shows at
+        start and the first invocations need not wait for a cold start."""
+        taken = [self._take() for _ in range(min(count, self.max_environments))]
+        for environment in taken:
+            self._give_back(environment, alive=True)
+
+    def context_fields(self) -> dict[str, Any]:
+        return {
+            "function_name": self.name,
+            "memory_limit_in_mb": self.spec.memory_size,
+            "timeout_seconds": self.spec.timeout,
+            "region": self.region,
+            "account_id": self.account_id,
+        }
 
     def context(self) -> LambdaContext:
-        return LambdaContext(
-            function_name=self.name,
-            memory_limit_in_mb=self.spec.memory_size,
-            timeout_seconds=self.spec.timeout,
-            region=self.region,
-            account_id=self.account_id,
-        )
+        return LambdaContext(**self.context_fields())
 
-    def invoke(self, event: Any, context: LambdaContext | None = None) -> Any:
-        """Run the handler in a free environment (waits when all are busy); exceptions propagate."""
-        with self._environment() as handler:
-            cold = handler not in self._invoked  # this thread holds the environment
-            self._invoked.add(handler)
-            with invocation(cold=cold):
-                return handler(event, context or self.context())
+    def invoke(self, event: Any) -> Any:
+        """Run the handler in a free environment (waits when all are busy).
 
-    def unload(self) -> None:
-        """Drop every module copy from sys.modules (a later stack loads fresh ones)."""
+        Raises InvocationError when the handler raises (the environment stays), and when the
+        environment dies (it is dropped). The function's `Timeout` is not enforced: on a busy
+        shared machine an invocation may take longer than it would on AWS.
+        """
+        environment = self._take()
+        alive = False
+        try:
+            enabled = bool(self.faults is not None and self.faults.enabled)
+            environment.connection.send((event, self.context_fields(), enabled))
+            answer = environment.connection.recv()
+            alive = True
+        except (EOFError, OSError):
+            raise InvocationError(f"{self.name}: the environment process ended") from None
+        finally:
+            self._give_back(environment, alive)
+        if self.faults is not None:
+            self.faults.add(answer[-1])
+        if answer[0] == "error":
+            # As Lambda's runtime does: the uncaught exception goes to the function's log.
+            log.error("%s: %s\n%s", self.name, answer[1], answer[2].rstrip())
+            raise InvocationError(answer[1])
+        return answer[1]
+
+    def unload(self, grace: float = 0.5) -> None:
+        """End every environment and the worker: idle environments leave cleanly, busy ones are
+        killed after `grace` seconds."""
         with self._cond:
-            for name in self._modules:
-                sys.modules.pop(name, None)
+            self._closed = True
+            environments = list(self._all)
+            idle = list(self._idle)
+            self._all.clear()
             self._idle.clear()
-            self._invoked.clear()
-            self._modules.clear()
-            self._count = 0
+            self._cond.notify_all()
+        for environment in idle:
+            with contextlib.suppress(OSError):
+                environment.connection.send(None)
+        deadline = time.monotonic() + grace
+        for environment in environments:
+            if environment in idle:
+                environment.connection.close()
+                continue
+            with contextlib.suppress(OSError):
+                environment.connection.poll(max(0.0, deadline - time.monotonic()))
+            self._end(environment)
+        with self._worker_lock:
+            process, connection = self._process, self._connection
+            self._process = self._connection = None
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.send(None)
+            connection.close()
+        if process is not None:
+            try:
+                process.wait(2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -5,7 +5,7 @@ back to smsbridge, IP2SMS status polls) and the originators' side (OFSC `set_mes
 and JSON callbacks), so that the whole system runs on loopback. The outcome of a submission is
 chosen by the last two digits of the destination number (SPEC 9); the wire formats are those of
 docs/carrier-protocols.md. It is the other side of the protocol, so it shares no code with
-smsbridge: standard library and requests only.
+smsbridge: the standard library, requests, and werkzeug to serve HTTP.
 """
 
 from __future__ import annotations
@@ -27,18 +27,20 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import Message
 from email.utils import format_datetime
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 import requests
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:
-    from local.chaos import Faults
+    from tools.chaos import Faults
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +139,6 @@ def outcome_for(number: str, sender_type: str = "SC") -> Outcome:
 
 class _BadRequest(Exception):
     """A request body the simulated carrier cannot read (answered 400)."""
-
-
-class _TooLarge(Exception):
-    """A request body over MAX_BODY_BYTES."""
 
 
 @dataclass(slots=True)
@@ -652,16 +650,6 @@ class _Scheduler:
 # HTTP
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
-        self.simulator = simulator
-        super().__init__(address, _Handler)
-
-
 @dataclass(slots=True)
 class _Routed:
     """A reply, how long to hold it back, and what to do once it is written."""
@@ -671,78 +659,21 @@ class _Routed:
     after: Callable[[], None] | None = None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _RequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler, as a carrier's server: HTTP/1.0, one connection per request
+    (a late answer after the client's read time-out then never meets its next try on a kept-alive
+    connection), and the header names as sent (`SOAPAction`), which a WSGI environ does not keep."""
+
+    protocol_version = "HTTP/1.0"
     server_version = "smsbridge-simulator/1"
 
-    def do_GET(self) -> None:
-        self._handle("GET")
+    def make_environ(self) -> Any:
+        environ = super().make_environ()
+        environ["simulator.headers"] = list(self.headers.items())
+        return environ
 
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("simulator: %s", format % args)
-
-    def _handle(self, method: str) -> None:
-        simulator = self.server.simulator
-        try:
-            body = self._read_body()
-        except _TooLarge:
-            routed = _Routed(_text_reply(413, "request body too large"))
-        except (ValueError, OSError):
-            routed = _Routed(_text_reply(400, "unreadable request body"))
-        else:
-            try:
-                routed = simulator._route(method, self.path, self.headers, body)
-            except Exception:
-                log.exception("simulator: %s %s failed", method, urlsplit(self.path).path)
-                routed = _Routed(_text_reply(500, "internal error"))
-        if routed.wait > 0:
-            simulator._stopping.wait(routed.wait)
-        self._write(routed.reply)
-        if routed.after is not None:
-            routed.after()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY_BYTES:
-                    raise _TooLarge
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(1024)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise _TooLarge
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _write(self, reply: _Reply) -> None:
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-            self.wfile.flush()
-        except OSError as exc:
-            # The client gave up (a late answer after its read time-out).
-            log.debug("simulator: the client went away: %s", type(exc).__name__)
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.debug("simulator: %s %s", self.requestline, code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -790,11 +721,11 @@ class Simulator:
         self._held: dict[tuple[str, str], _Plan] = {}
         #: (carrier, carrier id) -> IP2SMS state of the message
         self._timelines: dict[tuple[str, str], _Timeline] = {}
-        #: carrier -> time.monotonic() until which its submit endpoint answers 503 (an outage)
+        #: carrier -> when its outage ends (time.monotonic()), `POST /_sim/outage/{carrier}`
         self._outages: dict[str, float] = {}
         self._stopping = threading.Event()
         self._scheduler = _Scheduler()
-        self._server: _Server | None = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._url = ""
 
@@ -805,7 +736,7 @@ class Simulator:
         if self._server is not None or self._stopping.is_set():
             raise RuntimeError("the simulator was already started")
         self._scheduler.start()
-        server = _Server((host, port), self)
+        server = make_server(host, port, self._app, threaded=True, request_handler=_RequestHandler)
         self._server = server
         shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
         self._url = f"http://{shown}:{server.server_address[1]}"
@@ -868,6 +799,7 @@ class Simulator:
             self._back_office_calls.clear()
             self._tries.clear()
             self._taken.clear()
+            self._outages.clear()  # and any carrier outage
 
     def _fault(self, name: str) -> bool:
         if self._faults is None:
@@ -875,9 +807,39 @@ class Simulator:
         rate: float = getattr(self._faults.rates, name)
         return self._faults.roll(name, rate)
 
+    # ---- HTTP
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        request.max_content_length = MAX_BODY_BYTES
+        method = request.method.upper()
+        target = str(environ.get("RAW_URI") or request.full_path)
+        headers = Headers(environ.get("simulator.headers") or list(request.headers.items()))
+        try:
+            body = request.get_data()
+        except RequestEntityTooLarge:
+            routed = _Routed(_text_reply(413, "request body too large"))
+        except (ValueError, OSError):
+            routed = _Routed(_text_reply(400, "unreadable request body"))
+        else:
+            try:
+                routed = self._route(method, target, headers, body)
+            except Exception:
+                log.exception("simulator: %s %s failed", method, urlsplit(target).path)
+                routed = _Routed(_text_reply(500, "internal error"))
+        if routed.wait > 0:
+            self._stopping.wait(routed.wait)
+        reply = routed.reply
+        response = Response(reply.body, reply.status, content_type=reply.content_type)
+        for name, value in reply.headers.items():
+            response.headers[name] = value
+        if routed.after is not None:
+            response.call_on_close(routed.after)
+        return response(environ, start_response)
+
     # ---- routing
 
-    def _route(self, method: str, target: str, headers: Message, body: bytes) -> _Routed:
+    def _route(self, method: str, target: str, headers: Headers, body: bytes) -> _Routed:
         split = urlsplit(target)
         parts = [unquote(part) for part in split.path.strip("/").split("/")]
         query = parse_qs(split.query)
@@ -917,12 +879,12 @@ class Simulator:
         parts: list[str],
         query: dict[str, list[str]],
         raw_query: str = "",
-        headers: Message,
+        headers: Headers,
         body: bytes,
     ) -> _Routed:
         name = parts[0] if parts else ""
-        if name == "outage" and len(parts) == 2:
-            return _Routed(self._outage(method, parts[1], query))
+        if name == "outage":
+            return _Routed(self._outage(method, parts[1:], query))
         expected = "GET" if name in ("submissions", "receipts", "callbacks") else "POST"
         if name not in ("submissions", "receipts", "callbacks", "reset", "ofsc", "callback") or (
             name != "callback" and len(parts) != 1
@@ -955,29 +917,6 @@ class Simulator:
             else:
                 self._outages.pop(carrier, None)
 
-    def _outage(self, method: str, carrier: str, query: dict[str, list[str]]) -> _Reply:
-        """`POST /_sim/outage/{carrier}?seconds=N` starts an outage, `DELETE` ends it."""
-        if carrier not in self._carriers:
-            return _text_reply(404, "unknown carrier")
-        if method == "DELETE":
-            self.outage(carrier, 0)
-            return _json_reply(200, {"carrier": carrier, "outage_seconds": 0})
-        if method != "POST":
-            return _text_reply(405, "method not allowed")
-        try:
-            seconds = float((query.get("seconds") or ["60"])[0])
-        except ValueError:
-            seconds = -1
-        if not 0 < seconds <= 86_400:
-            return _text_reply(400, "seconds must be a number of seconds, at most 86400")
-        self.outage(carrier, seconds)
-        return _json_reply(200, {"carrier": carrier, "outage_seconds": seconds})
-
-    def _in_outage(self, carrier: str) -> bool:
-        """Under the lock."""
-        until = self._outages.get(carrier)
-        return until is not None and time.monotonic() < until
-
     # ---- carriers
 
     def _submit(
@@ -1001,7 +940,7 @@ class Simulator:
         outcome = outcome_for(incoming.to, str(settings.get("sender_type") or "SC"))
         key = (carrier, incoming.reference or f"~{uuid.uuid4()}")
         with self._lock:
-            if self._in_outage(carrier):
+            if self._outages.get(carrier, 0.0) > time.monotonic():
                 self._record(carrier, incoming, taken=False, gateway_id="", answer="outage")
                 return _Routed(fmt.error(503, "unavailable", "service temporarily unavailable"))
             tries = self._tries[key] = self._tries.get(key, 0) + 1
@@ -1055,6 +994,26 @@ class Simulator:
             self._release(plan, now=True)
             return _Routed(reply)
         return _Routed(reply, after=partial(self._release, plan))
+
+    def _outage(self, method: str, parts: list[str], query: dict[str, list[str]]) -> _Reply:
+        """`POST /_sim/outage/{carrier}?seconds=N`: its submit endpoint answers 503 for N
+        seconds; `DELETE` ends the outage early."""
+        if len(parts) != 1 or parts[0] not in self._carriers:
+            return _text_reply(404, "not found")
+        carrier = parts[0]
+        if method == "DELETE":
+            self.outage(carrier, 0)
+            return _json_reply(200, {"carrier": carrier, "outage_seconds": 0})
+        if method != "POST":
+            return _text_reply(405, "method not allowed")
+        try:
+            seconds = float((query.get("seconds") or [""])[-1])
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= 86_400:
+            return _text_reply(400, "seconds must be a number of seconds above 0 (at most a day)")
+        self.outage(carrier, seconds)
+        return _json_reply(200, {"carrier": carrier, "outage_seconds": seconds})
 
     def _plan(
         self,
@@ -1251,7 +1210,7 @@ class Simulator:
         path: str,
         raw_query: str,
         query: dict[str, list[str]],
-        headers: Message,
+        headers: Headers,
         body: bytes,
     ) -> _Reply:
         """OFSC `set_message_status`: record it and answer per message (`OK`, or `?code=`).
@@ -1314,7 +1273,7 @@ class Simulator:
         path: str,
         raw_query: str,
         query: dict[str, list[str]],
-        headers: Message,
+        headers: Headers,
         body: bytes,
     ) -> _Reply:
         """A JSON `callback_url` call: record it (raw body kept for signature checks).

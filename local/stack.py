@@ -1,11 +1,12 @@
-"""The whole system on loopback: moto, the template's tables and queues, the HTTP API, the drivers
-and the carrier simulator, all in this process.
+"""The whole system on loopback: moto (its own process), the template's tables and queues, the
+HTTP API, the drivers, the carrier simulator, and each function's execution environments (worker
+processes, `local.runtime`).
 
 Start order: moto server → template.yaml through the SAM translator, its tables and queues
-created by moto's CloudFormation → configuration (SSM) and secrets (Secrets Manager) → the
-handlers' environment (the translated functions' own) → the handler modules → HTTP API,
-simulator, drivers. `stop()` undoes it in reverse order and restores the process environment,
-so tests can run one stack after another in one process.
+created by moto's CloudFormation → configuration (SSM) and secrets (Secrets Manager) → each
+function's environment variables (the translated function's own) and its first execution
+X
+own environment and modules are never changed, so tests can run one stack after another.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +27,7 @@ from local.cloudformation import (
     DEFAULT_TEMPLATE,
     REPO_ROOT,
     STACK_NAME,
+    FunctionSpec,
     LocalStackResources,
     deploy,
     store_documents,
@@ -35,11 +36,8 @@ from local.drivers import Driver, ScheduleDriver, SqsDriver, StreamDriver, sched
 from local.runtime import DEFAULT_MAX_ENVIRONMENTS, LocalFunction
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from types import ModuleType
-
-    from local.chaos import Faults
     from local.simulator import Simulator
+    from tools.chaos import Faults
 
 log = logging.getLogger("local.stack")
 
@@ -58,31 +56,17 @@ CONTAINER_HOST = "host.docker.internal"
 #: and every name with one of these suffixes or the POWERTOOLS_ prefix.
 TUNABLES = frozenset({"STORE_OTP_BODY", "LOG_LEVEL", "CIRCUIT_FAILURES"})
 _TUNABLE_SUFFIXES = ("_SECONDS", "_ATTEMPTS", "_LIMIT", "_DAYS", "_BYTES", "_CONCURRENCY", "_MS")
-#: Removed while the stack runs: the handlers must reach moto with dummy credentials only.
-_MASKED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+#: Execution environments started with the stack per function (more start when needed).
+WARM_ENVIRONMENTS = 2
+_MASKED = aws.MASKED
 
 
 def is_tunable(name: str) -> bool:
     return name in TUNABLES or name.startswith("POWERTOOLS_") or name.endswith(_TUNABLE_SUFFIXES)
 
 
-def _clear_parameter_caches() -> None:
-    """Powertools caches parameter providers (and their boto3 clients) at module level."""
-    module = sys.modules.get("aws_lambda_powertools.utilities.parameters")
-    if module is not None:
-        module.clear_caches()
-
-
-def _under(module: Any, folders: tuple[Path, ...]) -> bool:
-    file = getattr(module, "__file__", None)
-    if not file:
-        return False
-    path = Path(file).resolve()
-    return any(path.is_relative_to(folder) for folder in folders)
-
-
 class LocalStack:
-    """Everything `make run` starts, in this process. Port 0 picks a free port."""
+    """Everything `make run` starts, from this process. Port 0 picks a free port."""
 
     def __init__(
         self,
@@ -121,10 +105,6 @@ class LocalStack:
         self._config: dict[str, Any] = {}
         self._secrets: dict[str, Any] = {}
         self._region = DEFAULT_REGION
-        self._saved_env: dict[str, str | None] = {}
-        self._added_paths: list[str] = []
-        self._code_dirs: tuple[Path, ...] = ()
-        self._stashed_modules: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------ properties
 
@@ -184,6 +164,11 @@ class LocalStack:
         """The secrets document as stored in Secrets Manager."""
         return self._secrets
 
+    def moto_fault_counts(self) -> dict[str, int]:
+        """The faults the moto process injected (DynamoDB throttling), by name."""
+        moto: aws.MotoServer = self._need(self._moto, "moto")
+        return moto.fault_counts()
+
     def table_name(self, logical_id: str) -> str:
         return self.resources.table_name(logical_id)
 
@@ -223,9 +208,6 @@ class LocalStack:
         self._region = (
             self.setting("AWS_DEFAULT_REGION") or self.setting("AWS_REGION") or (DEFAULT_REGION)
         )
-        # A profile or session token from the shell would reach our own clients and the handlers'.
-        self._apply_environment({})
-
         self._moto = aws.MotoServer(self._host, faults=self._faults)
         endpoint = self._moto.start()
         self._clients = aws.clients(endpoint, self._region)
@@ -234,9 +216,15 @@ class LocalStack:
         self._api = ApiServer([], self._host, self._port)
         api_url = self._api.url
         parameters = {"PublicBaseUrl": api_url, "LocalEndpointUrl": endpoint}
-        resources = self._resources = deploy(
-            self._clients, self._template_path, parameters=parameters, stack_name=STACK_NAME
-        )
+        # The SAM translator makes a boto3 session of its own: a profile of the shell must not
+        # reach it (it may not even exist here).
+        saved = {name: os.environ.pop(name) for name in _MASKED if name in os.environ}
+        try:
+            resources = self._resources = deploy(
+                self._clients, self._template_path, parameters=parameters, stack_name=STACK_NAME
+            )
+        finally:
+            os.environ.update(saved)
         log.info(
             "moto %s: tables %s, queues %s",
             endpoint,
@@ -247,8 +235,7 @@ class LocalStack:
         self._sim_url = f"http://{self._host}:{sim_port}"
         self._store_documents(resources, api_url)
 
-        self._apply_environment(self._environment(resources, endpoint, api_url))
-        self._load_functions(resources)
+        self._load_functions(resources, endpoint, api_url)
 
         routes = [
             Route(route=route, invoke=self._functions[fn.logical_id].invoke, function=fn.logical_id)
@@ -282,7 +269,10 @@ class LocalStack:
         here, there = f"://{self._host}:", f"://{CONTAINER_HOST}:"
         found: dict[str, dict[str, str]] = {}
         for fn in self.resources.functions.values():
-            env = {name: os.environ.get(name, value) for name, value in fn.environment.items()}
+            env = {
+                name: self._functions[fn.logical_id].env.get(name, value)
+                for name, value in fn.environment.items()
+            }
             env["AWS_ENDPOINT_URL"] = self.aws_endpoint
             found[fn.logical_id] = {k: v.replace(here, there) for k, v in env.items()}
         return found
@@ -300,18 +290,11 @@ class LocalStack:
 
         store_documents(self.clients, resources, text, secrets_text)
 
-    def _environment(
-        self, resources: LocalStackResources, endpoint: str, api_url: str
-    ) -> dict[str, str]:
-        """Every function's environment (they share this process), then the stack's own."""
-        env: dict[str, str] = {}
-        for fn in resources.functions.values():
-            for name, value in fn.environment.items():
-                if name in env and env[name] != value:
-                    log.warning(
-                        "%s: %s differs between functions; using %r", fn.logical_id, name, value
-                    )
-                env[name] = value
+    def _environment(self, fn: FunctionSpec, endpoint: str, api_url: str) -> dict[str, str]:
+        """A function's environment variables: this process's (less any real credentials), the
+        translated function's own, the stack's, tunables from this process, the `env` argument."""
+        env = {k: v for k, v in os.environ.items() if k not in _MASKED}
+        env.update(fn.environment)
         env.setdefault("PUBLIC_BASE_URL", api_url)
         env.update(
             {
@@ -322,61 +305,41 @@ class LocalStack:
                 "AWS_REGION": self._region,
             }
         )
-        for name in list(env):
+        for name in fn.environment:
             if is_tunable(name) and os.environ.get(name):
                 env[name] = os.environ[name]
         env.update(self._env)
         return env
 
-    def _apply_environment(self, env: dict[str, str]) -> None:
-        for name in (*env, *_MASKED):
-            if name not in self._saved_env:
-                self._saved_env[name] = os.environ.get(name)
-        for name in _MASKED:
-            os.environ.pop(name, None)
-        os.environ.update(env)
-
-    def _load_functions(self, resources: LocalStackResources) -> None:
-        """The layer first on sys.path, then each handler module under its own name.
-
-        Layer and handler modules imported before the stack (by tests) are set aside while it
-        runs, so the handlers import them afresh under the stack's environment, as a new Lambda
-        environment would; they are put back on stop.
-        """
-        layers: list[Path] = [SHARED_DIR]
+    def _load_functions(self, resources: LocalStackResources, endpoint: str, api_url: str) -> None:
+        """Each function with its first execution environment started (all at once)."""
+        layers: list[str] = [str(SHARED_DIR)]
         for fn in resources.functions.values():
-            layers.extend(p for p in fn.layers if p not in layers)
-        for folder in reversed(layers):
-            entry = str(folder)
-            if entry in sys.path:
-                sys.path.remove(entry)
-            else:
-                self._added_paths.append(entry)
-            sys.path.insert(0, entry)
-        self._code_dirs = (*layers, *(fn.code_uri for fn in resources.functions.values()))
-        for name, module in list(sys.modules.items()):
-            if _under(module, self._code_dirs):
-                self._stashed_modules[name] = sys.modules.pop(name)
-        _clear_parameter_caches()
-
+            layers.extend(str(p) for p in fn.layers if str(p) not in layers)
         limit = int(self.setting("LOCAL_CONCURRENCY") or DEFAULT_MAX_ENVIRONMENTS)
         for fn in resources.functions.values():
-            function = LocalFunction(
+            self._functions[fn.logical_id] = LocalFunction(
                 fn,
                 region=self._region,
                 account_id=resources.account_id,
                 max_environments=limit,
                 function_name=f"{STACK_NAME}-{fn.logical_id}",
-                on_load=self._fault_hooks(fn.logical_id),
+                env=self._environment(fn, endpoint, api_url),
+                path=layers,
+                faults=self._faults,
             )
-            self._functions[fn.logical_id] = function
-            function.warm()
-
-    def _fault_hooks(self, logical_id: str) -> Callable[[ModuleType], None] | None:
-        faults = self._faults
-        if faults is None:
-            return None
-        return lambda module: faults.attach(logical_id, module)
+        warm = int(self.setting("LOCAL_WARM_ENVIRONMENTS") or WARM_ENVIRONMENTS)
+        warming = [
+            threading.Thread(target=function.warm, args=(warm,), daemon=True)
+            for function in self._functions.values()
+        ]
+        for thread in warming:
+            thread.start()
+        for thread in warming:
+            thread.join()
+        for function in self._functions.values():
+            if not function.pids:
+                function.warm()  # its import error, raised here
 
     def _start_drivers(self, resources: LocalStackResources) -> None:
         clients = self.clients
@@ -445,36 +408,22 @@ class LocalStack:
         if self._api is not None:
             self._quietly(self._api.stop, "HTTP API")
             self._api = None
-        for function in self._functions.values():
-            function.unload()
+        unloading = [
+            threading.Thread(target=function.unload, daemon=True)
+            for function in self._functions.values()
+        ]
+        for thread in unloading:
+            thread.start()
+        for thread in unloading:
+            thread.join()
         self._functions.clear()
         if self._moto is not None:
             self._quietly(self._moto.stop, "moto server")
             self._moto = None
-        self._restore_process()
         self._clients = None
         with self._lock:
             self._running = False
             self._stop_drivers = threading.Event()
-
-    def _restore_process(self) -> None:
-        for name, module in list(sys.modules.items()):
-            if self._code_dirs and _under(module, self._code_dirs):
-                del sys.modules[name]
-        sys.modules.update(self._stashed_modules)
-        self._stashed_modules.clear()
-        self._code_dirs = ()
-        for entry in self._added_paths:
-            if entry in sys.path:
-                sys.path.remove(entry)
-        self._added_paths.clear()
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
-        _clear_parameter_caches()
 
     @staticmethod
     def _quietly(action: Any, what: str) -> None:

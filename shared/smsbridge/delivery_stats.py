@@ -5,7 +5,7 @@
   since its alternate (its own item) carries the message's outcome.
 - delivery rate: delivered / outcomes (None without outcomes).
 
-`local/report.py` counts outcomes with `is_outcome`; the console (`GET /v1/carriers`) with
+`tools/channel_report.py` counts outcomes with `is_outcome`; the console (`GET /v1/carriers`) with
 `carrier_rates`, over the same `LogByDay` entries.
 """
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from local.chaos import FaultRates
-from local.soak import Audit, format_report, hygiene_findings, run, secret_values
+from tools.chaos import FaultRates
+from tools.soak import Audit, format_report, hygiene_findings, run, secret_values
 
 MESSAGES = 300
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from local.chaos import EXEMPT_USER_AGENT, FaultRates, Faults
+from tools.chaos import EXEMPT_USER_AGENT, FaultRates, Faults
 
 ALWAYS = FaultRates(**dict.fromkeys(FaultRates.__dataclass_fields__, 1.0))
 NEVER = FaultRates(**dict.fromkeys(FaultRates.__dataclass_fields__, 0.0))

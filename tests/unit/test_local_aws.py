@@ -1,9 +1,12 @@
-"""The local moto server's shortcuts answer as AWS does: queries and scans of a sparse index read
-only the items the index holds, kept up to date by every write; SQS sends and receives skip the
-queue counts, which stay right."""
+"""The local moto server runs in a process of its own, and its two hooks answer as AWS does:
+queries and scans of a sparse index read only the items the index holds, kept up to date by every
+write; SQS sends and receives skip the queue counts, which stay right. The hooks are written for
+one moto release, which is the one installed."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,3 +149,33 @@ def test_queue_counts_stay_right_while_sends_and_receives_skip_them() -> None:
         }
     finally:
         server.stop()
+
+
+def test_the_hooks_are_written_for_the_installed_moto() -> None:
+    """A new moto may change the methods the hooks wrap: update MOTO_VERSION only after checking
+    them (tests above) and measuring again (see local/aws.py)."""
+    assert importlib.metadata.version("moto") == aws.MOTO_VERSION
+
+
+def test_moto_runs_in_its_own_process_and_this_one_stays_unpatched(dynamodb: Any) -> None:
+    from moto.dynamodb.models.table import Table
+    from moto.sqs.models import SQSBackend
+
+    assert not getattr(Table.__init__, "keeps_index_members", False)
+    assert not getattr(SQSBackend.send_message, "skips_queue_counts", False)
+    server = aws.MotoServer()
+    server.start()
+    try:
+        assert server.pid is not None and server.pid != os.getpid()
+    finally:
+        server.stop()
+
+
+def test_the_dispatcher_finds_each_hosts_backend_once() -> None:
+    """The moto process's dispatcher (a subclass) remembers the backend of a host."""
+    dispatcher = aws._dispatcher()
+    lookup = dispatcher.get_backend_for_host
+    assert lookup("dynamodb") == "dynamodb"
+    assert lookup("dynamodb") == "dynamodb"
+    assert lookup("sqs.eu-west-1.amazonaws.com") == "sqs"
+    assert type(dispatcher).get_backend_for_host.cache_info().hits >= 1

@@ -1,12 +1,12 @@
-"""The local runtime runs invocations as Lambda does: one at a time per environment, and
-environments that share nothing an invocation depends on, although they share one process."""
+"""The local runtime runs invocations as Lambda does: each execution environment a process of its
+own, one invocation at a time in it, the handler imported once per environment."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import textwrap
-import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,147 +15,134 @@ import pytest
 
 from local.api import http_event
 from local.cloudformation import FunctionSpec
-from local.runtime import LocalFunction
+from local.runtime import InvocationError, LocalFunction
 
-#: A resolver-based handler whose route waits until every concurrent invocation is inside a
-#: route, then answers with the path of the event it reads: its own, in an environment of its own.
-RESOLVER_HANDLER = textwrap.dedent(
+#: A resolver-based handler with a Powertools logger. Its route waits until every concurrent
+#: invocation is inside a route (a rendezvous in a folder), then answers with what it reads of
+#: Powertools' per-process state: the router's current event, the logger's request id and cold
+#: start, and its process id.
+HANDLER = textwrap.dedent(
     """
-    import threading
+    import os
+    import pathlib
+    import time
 
+    from aws_lambda_powertools import Logger
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
     app = APIGatewayHttpResolver()
-    inside = None  # set by the test: a barrier shared by the environments
+    logger = Logger(service="echo")
+    RENDEZVOUS = pathlib.Path(os.environ["RENDEZVOUS"])
+    IMPORTED = time.time()
 
 
     @app.get("/echo/<name>")
     def echo(name):
-        inside.wait(timeout=10)
-        return {"routed": name, "read": app.current_event.raw_path}
+        (RENDEZVOUS / name).touch()
+        deadline = time.monotonic() + 20
+        while len(list(RENDEZVOUS.iterdir())) < int(os.environ["TOGETHER"]):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the other invocation never came")
+            time.sleep(0.01)
+        keys = logger.get_current_keys()
+        return {
+            "routed": name,
+            "read": app.current_event.raw_path,
+            "pid": os.getpid(),
+            "request_id": keys["function_request_id"],
+            "own_request_id": app.lambda_context.aws_request_id,
+            "cold_start": keys["cold_start"],
+            "imported": IMPORTED,
+        }
 
 
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("kaboom")
+
+
+    @logger.inject_lambda_context
     def lambda_handler(event, context):
         return app.resolve(event, context)
     """
 )
 
 
-def test_concurrent_invocations_each_read_their_own_event(tmp_path: Path) -> None:
-    """Powertools keeps the current event on its router class, one per process; two
-    environments of one process must not read each other's request (a receipt answered 200
-    and never applied, because its invocation applied another one)."""
-    (tmp_path / "app.py").write_text(RESOLVER_HANDLER)
+@pytest.fixture
+def echo(tmp_path: Path) -> Any:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text(HANDLER)
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
     spec = FunctionSpec(
-        logical_id="Echo", code_uri=tmp_path, handler="app.lambda_handler", environment={}
+        logical_id="Echo", code_uri=code, handler="app.lambda_handler", environment={}
     )
-    barrier = threading.Barrier(2)
+    env = {**os.environ, "RENDEZVOUS": str(rendezvous), "TOGETHER": "2"}
+    function = LocalFunction(spec, max_environments=2, env=env)
+    yield function
+    function.unload()
 
-    def share_barrier(module: Any) -> None:
-        module.inside = barrier
 
-    function = LocalFunction(spec, max_environments=2, on_load=share_barrier)
+def _body(answer: dict[str, Any]) -> dict[str, Any]:
+    assert answer["statusCode"] == 200, answer
+    body: dict[str, Any] = json.loads(answer["body"])
+    return body
+
+
+def test_concurrent_invocations_run_in_their_own_process_with_their_own_powertools_state(
+    echo: LocalFunction,
+) -> None:
+    """Powertools keeps the current event on its router class, the request id in its logger's
+    keys and the cold start in a module flag, one of each per process, as Lambda gives each
+    environment a process. Two concurrent invocations run in two processes, and each reads its
+    own event and request, with nothing of Powertools patched."""
+    assert importlib.util.find_spec("local.isolation") is None  # no per-thread patching left
+
+    def invoke(name: str) -> dict[str, Any]:
+        return _body(echo.invoke(http_event("GET", f"/echo/{name}")))
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(invoke, ["first", "second"])
+    assert (first["routed"], first["read"]) == ("first", "/echo/first")
+    assert (second["routed"], second["read"]) == ("second", "/echo/second")
+    assert first["pid"] != second["pid"]
+    assert {first["pid"], second["pid"]} == set(echo.pids)
+    assert os.getpid() not in echo.pids
+    for body in (first, second):
+        assert body["request_id"] == body["own_request_id"]
+        assert body["cold_start"] is True  # each environment's first invocation
+    assert first["request_id"] != second["request_id"]
+
+
+def test_an_environment_imports_its_handler_once_and_runs_one_invocation_at_a_time(
+    echo: LocalFunction,
+) -> None:
+    echo.env["TOGETHER"] = "0"
+    echo.max_environments = 1
+    answers = [_body(echo.invoke(http_event("GET", f"/echo/n{n}"))) for n in range(3)]
+    assert len({a["pid"] for a in answers}) == 1
+    assert len({a["imported"] for a in answers}) == 1
+    assert [a["cold_start"] for a in answers] == [True, False, False]
+
+
+def test_a_handler_error_raises_and_the_environment_stays(echo: LocalFunction) -> None:
+    echo.env["TOGETHER"] = "0"
+    echo.max_environments = 1
+    with pytest.raises(InvocationError, match="kaboom"):
+        echo.invoke(http_event("GET", "/boom"))
+    assert _body(echo.invoke(http_event("GET", "/echo/after")))["read"] == "/echo/after"
+    assert len(echo.pids) == 1
+
+
+def test_an_import_error_shows_when_the_environment_starts(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("import no_such_module_here\n")
+    spec = FunctionSpec(
+        logical_id="Broken", code_uri=tmp_path, handler="app.lambda_handler", environment={}
+    )
+    function = LocalFunction(spec)
     try:
-
-        def invoke(name: str) -> Any:
-            return function.invoke(http_event("GET", f"/echo/{name}"))
-
-        with ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(invoke, ["first", "second"]))
+        with pytest.raises(InvocationError, match="no_such_module_here"):
+            function.warm()
     finally:
         function.unload()
-    assert [a["statusCode"] for a in answers] == [200, 200]
-    assert [a["body"] for a in answers] == [
-        '{"routed":"first","read":"/echo/first"}',
-        '{"routed":"second","read":"/echo/second"}',
-    ]
-
-
-#: A handler that logs, through Powertools, once every concurrent invocation has started.
-LOGGING_HANDLER = textwrap.dedent(
-    """
-    import sys
-
-    from aws_lambda_powertools import Logger
-
-    logger = Logger(service=SERVICE, stream=sys.stdout)
-    inside = None  # set by the test: a barrier shared by the environments
-
-
-    @logger.inject_lambda_context(clear_state=True)
-    def lambda_handler(event, context):
-        inside.wait(timeout=10)
-        logger.info("invoked", extra={"caller": event["caller"]})
-        return {}
-    """
-)
-
-
-def test_concurrent_invocations_log_under_their_own_function_and_cold_start(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Loggers of one service share a formatter and its keys in one process; each line still
-    names the function and request that wrote it, and only an environment's first invocation
-    is a cold start."""
-    service = f"isolation-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "app.py").write_text(f"SERVICE = {service!r}\n" + LOGGING_HANDLER)
-    barrier = threading.Barrier(2)
-
-    def share_barrier(module: Any) -> None:
-        module.inside = barrier
-
-    functions = {
-        name: LocalFunction(
-            FunctionSpec(
-                logical_id=name, code_uri=tmp_path, handler="app.lambda_handler", environment={}
-            ),
-            max_environments=1,
-            on_load=share_barrier,
-        )
-        for name in ("First", "Second")
-    }
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            for _ in range(2):
-                list(pool.map(lambda n: functions[n].invoke({"caller": n}), functions))
-    finally:
-        for function in functions.values():
-            function.unload()
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    logged = sorted((line["caller"], line["function_name"], line["cold_start"]) for line in lines)
-    assert logged == [
-        ("First", "First", False),
-        ("First", "First", True),
-        ("Second", "Second", False),
-        ("Second", "Second", True),
-    ]
-    assert len({line["function_request_id"] for line in lines}) == 4
-
-
-def test_a_formatter_made_before_the_isolation_keeps_working() -> None:
-    """A Powertools logger created before the first handler was loaded still logs."""
-    import io
-    import logging
-
-    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
-
-    from local.isolation import isolate_environments
-
-    isolate_environments()
-    early = LambdaPowertoolsFormatter()
-    # As if made before the descriptor was installed: the value in the instance itself.
-    keys = early.__dict__.pop("_log_format_per_thread")[1].value
-    early.__dict__["log_format"] = keys
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(early)
-    record = logging.LogRecord("early", logging.INFO, __file__, 1, "still logs", None, None)
-    handler.emit(record)
-    early.clear_state()  # what inject_lambda_context does: from now on, per thread
-    early.append_keys(function_name="Early")
-    handler.emit(record)
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [(line["message"], line.get("function_name")) for line in lines] == [
-        ("still logs", None),
-        ("still logs", "Early"),
-    ]

@@ -247,12 +247,14 @@ def test_stack_runs_a_tiny_template(tiny: Path, monkeypatch: pytest.MonkeyPatch)
 
         wait_until(watched)  # stream driver, filtered on the job- prefix
         assert "tick" not in seen
-        loaded = [name for name in sys.modules if name.startswith("_local_fn_")]
-        assert loaded
+        # Each function runs in processes of its own; this process imports no handler.
+        pids = [pid for function in stack.functions.values() for pid in function.pids]
+        assert pids and os.getpid() not in pids
+        assert not [name for name in sys.modules if name.startswith("_local_fn_")]
     finally:
         stack.stop()
     assert os.environ["TABLE"] == "stale"
     assert os.environ["AWS_PROFILE"] == "someone-real"
     assert "AWS_ENDPOINT_URL" not in os.environ
-    assert not [name for name in sys.modules if name.startswith("_local_fn_")]
+    assert not any(function.pids for function in stack.functions.values())
     stack.stop()  # twice is harmless

@@ -1,4 +1,4 @@
-"""local/report.py: SMS log aggregation, the text table, the chart, and Query-only reads."""
+"""tools/channel_report.py: SMS log aggregation, the text table, the chart, and Query-only reads."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from local import report
-from local.report import aggregate, format_report, log_partitions, parse_window, percentile
 from smsbridge.models import Message, iso
 from smsbridge.repository import MessageRepository
 from smsbridge.statuses import Status
 from tests.support import a_message
+from tools import channel_report as report
+from tools.channel_report import aggregate, format_report, log_partitions, parse_window, percentile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -244,7 +244,7 @@ def test_write_chart_without_messages(tmp_path: Path) -> None:
 
 
 def test_matplotlib_is_imported_only_for_the_chart() -> None:
-    code = "import sys, local.report; print('matplotlib' in sys.modules)"
+    code = "import sys, tools.channel_report; print('matplotlib' in sys.modules)"
     answer = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )

@@ -556,6 +556,51 @@ def test_13_answers_503_twice_then_accepts_and_delivers(sim: Simulator, api: Fak
     assert codes == [503, 503, 200]
 
 
+def test_an_outage_answers_503_for_its_seconds_and_lists_the_refused_submissions(
+    sim: Simulator, api: FakeApi
+) -> None:
+    """SPEC 9's outage knob: that carrier's submit endpoint answers 503 for N seconds (a DELETE
+    ends it early); the refused submissions are listed with taken: false."""
+    ref = reference()
+    started = requests.post(f"{sim.url}/_sim/outage/smartswitch?seconds=30", timeout=5)
+    assert started.status_code == 200
+    assert started.json() == {"carrier": "smartswitch", "outage_seconds": 30.0}
+    answers = [smartswitch_send(sim, "+380671234501", ref, timeout=5) for _ in range(2)]
+    assert [answer.status_code for answer in answers] == [503, 503]
+    # Another carrier is not in the outage.
+    assert conceptomovil_send(sim, "+525512345601", reference()).status_code == 200
+    ended = requests.delete(f"{sim.url}/_sim/outage/smartswitch", timeout=5)
+    assert ended.status_code == 200
+    assert smartswitch_send(sim, "+380671234501", ref, timeout=5).status_code == 200
+    listed = requests.get(f"{sim.url}/_sim/submissions?reference={ref}", timeout=5).json()
+    assert [(item["taken"], item["answer"]) for item in listed] == [
+        (False, "outage"),
+        (False, "outage"),
+        (True, "accepted"),
+    ]
+    # A short outage ends by itself.
+    requests.post(f"{sim.url}/_sim/outage/smartswitch?seconds=0.3", timeout=5)
+    assert smartswitch_send(sim, "+380671234501", reference(), timeout=5).status_code == 503
+    time.sleep(0.4)
+    assert smartswitch_send(sim, "+380671234501", reference(), timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "status"),
+    [
+        ("POST", "/_sim/outage/smartswitch", 400),
+        ("POST", "/_sim/outage/smartswitch?seconds=soon", 400),
+        ("POST", "/_sim/outage/smartswitch?seconds=-1", 400),
+        ("POST", "/_sim/outage/nosuchcarrier?seconds=5", 404),
+        ("GET", "/_sim/outage/smartswitch", 405),
+    ],
+)
+def test_an_outage_request_it_cannot_follow_is_refused(
+    sim: Simulator, method: str, target: str, status: int
+) -> None:
+    assert requests.request(method, f"{sim.url}{target}", timeout=5).status_code == status
+
+
 def test_15_posts_four_receipts_out_of_order(sim: Simulator, api: FakeApi) -> None:
     response = smartswitch_send(sim, "+380671234515", reference(), timeout=5)
     gateway_id = response.json()["message_id"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from local.soak import Sender
+from tools.soak import Sender
 
 
 def test_the_intake_waits_while_more_messages_than_the_bound_are_open() -> None:

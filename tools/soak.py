@@ -2,7 +2,7 @@
 
 The messages mix the routes (+380 IP2SMS polled, +52 Concepto Móvil, +1 Vibes, others
 Smartswitch), the types, the simulator's outcomes (the last two digits), single and batch JSON
-intake and OFSC batches. The faults of `local.chaos` are injected at the printed rates. When every
+intake and OFSC batches. The faults of `tools.chaos` are injected at the printed rates. When every
 accepted message is final (or the settle time is over) the table, the simulator's submissions and
 the callbacks received are audited:
 
@@ -47,11 +47,11 @@ from xml.sax.saxutils import escape
 
 import requests
 
-from local.chaos import FaultRates, Faults
 from local.stack import SECRETS_EXAMPLE_FILE, LocalStack
 from smsbridge import statuses
+from tools.chaos import FaultRates, Faults
 
-log = logging.getLogger("local.soak")
+log = logging.getLogger("tools.soak")
 
 #: Settings that make every path end in seconds (each can be overridden from the environment).
 FAST_SETTINGS = {
@@ -70,9 +70,8 @@ FAST_SETTINGS = {
 #: How long the audit waits without any message becoming final before it calls the rest lost
 #: (more than the status time-out, so that a message left to the poller's time-out ends).
 SETTLE_SECONDS = 120.0
-#: Messages per second offered to the intake by default: the local backend (moto and every
-#: handler in one Python process) takes two to three per second on a small shared machine; more
-#: only waits behind the `max_open` bound.
+#: Messages per second offered to the intake by default: the local backend takes a few per
+#: second on a small shared machine; more only waits behind the `max_open` bound.
 DEFAULT_RATE = 3.0
 #: The intake waits while more messages than this are open (accepted, not final): a run of any
 #: N then keeps to what the local backend takes instead of building a backlog it never drains
@@ -397,9 +396,9 @@ class Sender:
 
 
 class LogCapture:
-    """Every log line written while active: the handlers' Powertools logger (with its own
-    formatter, so the lines are those CloudWatch would get), anything printed to stdout (EMF
-    metrics) and the local stack's logging."""
+    """Every log line written while active: the execution environments' output (their
+    Powertools lines and EMF documents, forwarded line by line to this process's stdout, as
+    CloudWatch would get them) and the local stack's logging."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -426,16 +425,6 @@ class LogCapture:
         root.addHandler(handler)
         self._handlers.append((root, handler))
         return self
-
-    def attach_powertools(self) -> None:
-        """After the handlers are loaded: a handler on the `smsbridge` logger with its formatter."""
-        logger = logging.getLogger("smsbridge")
-        if any(getattr(h, "stream", None) is self._writer for h in logger.handlers):
-            return  # its handler was made while stdout came here: every line is kept already
-        formatter = next((h.formatter for h in logger.handlers if h.formatter), None)
-        handler = _ListHandler(self, formatter or logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        self._handlers.append((logger, handler))
 
     def __exit__(self, *exc: object) -> None:
         for logger, handler in self._handlers:
@@ -828,6 +817,8 @@ def run(
     """The whole soak; the audit (with the captured log lines checked) is returned."""
     rates = rates or FaultRates()
     settings = {k: os.environ.get(k) or v for k, v in FAST_SETTINGS.items()}
+    # Each receipt's effect (message, status before and after) for the story of a failure.
+    settings.setdefault("LOCAL_DEBUG_LOGGERS", "smsbridge.receipts")
     settings.update(env or {})
     faults = Faults(rates, seed=seed, enabled=False)
     capture = LogCapture()
@@ -837,11 +828,7 @@ def run(
             port=0, sim_port=0, env=settings, secrets_path=SECRETS_EXAMPLE_FILE, faults=faults
         )
         stack.start()
-        receipts_log = logging.getLogger("smsbridge.receipts")
         try:
-            capture.attach_powertools()
-            # Each receipt's effect (message, status before and after) for the story of a failure.
-            receipts_log.setLevel(logging.DEBUG)
             callbacks = "NotifyFunction" in stack.resources.functions
             planned_requests = plan(count, seed, callbacks=callbacks, rates=rates)
             planned = [m for r in planned_requests for m in r.messages]
@@ -854,7 +841,7 @@ def run(
                 max_open=max_open,
             )
             backend = backend_calls_per_second(stack) if measure_backend else 0.0
-            faults.enabled = True
+            faults.set_enabled(True)
             sending = time.monotonic()
             outage = threading.Timer(
                 outage_after, stack.simulator.outage, (outage_carrier, outage_seconds)
@@ -870,7 +857,8 @@ def run(
             items = wait_settled(stack, sender.accepted, settle, progress)
             outage.cancel()
             flow_seconds = time.monotonic() - sending
-            faults.enabled = False
+            faults.set_enabled(False)
+            faults.add(stack.moto_fault_counts())
             if callbacks:
                 _wait_callbacks(stack, planned, sender, items)
             wall = time.monotonic() - started
@@ -886,7 +874,6 @@ def run(
                 result.outage = f"{outage_carrier} down {outage_seconds:.0f} s"
             secrets = secret_values(stack.secrets)
         finally:
-            receipts_log.setLevel(logging.NOTSET)
             stack.stop()
     numbers = {m.to for m in planned}
     result.log_lines = len(capture.lines)
@@ -989,7 +976,7 @@ def _quiet_logs() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.soak", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.soak", description=__doc__)
     parser.add_argument("-n", "--messages", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--workers", type=int, default=4, help="concurrent intake clients")

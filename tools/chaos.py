@@ -1,11 +1,12 @@
 """Faults the local stack and the simulator can inject (`make soak`), each at a stated rate.
 
 Nothing here touches the deployed code paths: the faults sit in the local moto front
-(DynamoDB throttling), the local SQS driver (a record delivered twice), botocore hooks that the
-local runtime puts on a loaded handler's own clients (a lost enqueue, a crash before the
-dispatch write) and the carrier simulator (5xx, time-outs after taking the message, duplicate,
-reordered and early receipts). A `Faults` object is shared by all of them; every decision is
-drawn from one seeded generator and counted.
+(DynamoDB throttling, in the moto process), the local SQS driver (a record delivered twice),
+botocore hooks that each execution environment process puts on its handler's own clients (a lost
+enqueue, a crash before the dispatch write) and the carrier simulator (5xx, time-outs after
+taking the message, duplicate, reordered and early receipts). The stack's `Faults` object holds
+the rates, the on/off switch and the counts; the moto process and each environment draw from
+generators seeded from it and report what they injected (`add`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +62,9 @@ class FaultRates:
     crash_before_enqueue: float = 0.01
     crash_before_dispatch_write: float = 0.01
     callback_failing: float = 0.05
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     def rows(self) -> list[tuple[str, float, str]]:
         """(fault, rate, where and per what) for the report."""
@@ -112,9 +117,27 @@ class Faults:
     _random: random.Random = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _once: set[tuple[str, str]] = field(default_factory=set, init=False)
+    #: Called with the new value by `set_enabled` (the moto process follows the switch).
+    on_enabled: list[Callable[[bool], None]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+
+    def reseed(self, salt: int) -> None:
+        """A generator of its own for a copy of this object in another process."""
+        with self._lock:
+            self._random = random.Random(self.seed * 1_000_003 + salt)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Turn every fault on or off, here and in the processes that follow this object."""
+        self.enabled = enabled
+        for listener in list(self.on_enabled):
+            listener(enabled)
+
+    def add(self, counts: dict[str, int]) -> None:
+        """Count what another process injected."""
+        with self._lock:
+            self.counts.update(counts)
 
     def roll(self, name: str, rate: float) -> bool:
         """True (and counted) with probability `rate` while enabled."""
@@ -155,7 +178,7 @@ class Faults:
         )
         return tuple(posted), early
 
-    # ---- botocore hooks (local runtime)
+    # ---- botocore hooks (an execution environment process)
 
     def attach(self, function: str, module: Any) -> None:
         """Hooks on a freshly loaded handler module's own clients (`module.runtime`)."""

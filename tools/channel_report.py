@@ -7,7 +7,8 @@ counts, and the status mix, as aligned plain text. A PNG chart (delivery rate an
 delivered per carrier) goes to `reports/sms-report-<timestamp>.png` (git-ignored); its path is
 printed last.
 
-Usage (`make report ARGS="..."` runs `python -m local.report ...`):
+An operator's command-line tool, outside the local stack: it reads any Messages table, local or
+deployed. Usage (`make report ARGS="..."` runs `python -m tools.channel_report ...`):
 
     # the local stack: `make run` prints its moto endpoint ("moto (AWS services)  http://...")
     make report ARGS="--endpoint-url http://127.0.0.1:PORT"
@@ -44,14 +45,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-_SHARED = str(REPO_ROOT / "shared")
-if _SHARED not in sys.path:  # `python -m local.report` from the repository root
-    sys.path.insert(0, _SHARED)
+from bench.tables import render
+from smsbridge.delivery_stats import is_outcome
+from smsbridge.repository import LOG_INDEX, LOG_INDEX_SHARDS  # tools/__init__ adds the layer
+from smsbridge.statuses import FINAL, Status
 
-from smsbridge.delivery_stats import is_outcome  # noqa: E402
-from smsbridge.repository import LOG_INDEX, LOG_INDEX_SHARDS  # noqa: E402
-from smsbridge.statuses import FINAL, Status  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -317,18 +316,8 @@ def format_rate(rate: float | None) -> str:
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Plain-text columns: the first left-aligned, the others right-aligned."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.ljust(width) if index == 0 else cell.rjust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+    """Plain-text columns (the bench's renderer): the first left-aligned, the others right."""
+    return "\n".join(render(header, rows, "l" + "r" * (len(header) - 1), indent=0))
 
 
 _COLUMNS = (
@@ -478,7 +467,7 @@ def make_client(endpoint_url: str | None, region: str | None) -> DynamoDBClient:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m local.report",
+        prog="python -m tools.channel_report",
         description="SMS channel report from the Messages table (SMS log).",
     )
     parser.add_argument("--since", default=DEFAULT_SINCE, help="window up to now: Nm, Nh or Nd")

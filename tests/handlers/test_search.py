@@ -349,11 +349,11 @@ def test_the_backfill_indexes_messages_stored_before_the_indexes(stack: Stack) -
 def test_carrier_delivery_rates_agree_with_the_report(stack: Stack) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from tools import channel_report as report
     from smsbridge.models import iso
     from smsbridge.repository import MessageRepository
     from smsbridge.statuses import Status
     from tests.support import a_message
+    from tools import channel_report as report
 
     now = datetime.now(UTC)
     repository = MessageRepository(stack.dynamodb, stack.table)

@@ -871,14 +871,20 @@ class MessageRepository:
         self, carrier: str, window_start: int, limit: int, *, expires_at: int
     ) -> bool:
         """Count one submission in a carrier's window; False when the window is full."""
+        return self._take(f"rate#{carrier}#{window_start}", "rate", limit, expires_at)
+
+    def _take(self, item_id: str, kind: str, limit: int, expires_at: int) -> bool:
+        """Add one to the counter item `item_id` unless it already holds `limit`; False when it
+        does. One conditional `ADD`, so concurrent callers never take more than `limit` between
+        them; the item expires (TTL) with its window."""
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"id": {"S": f"rate#{carrier}#{window_start}"}},
-                UpdateExpression="SET item_type = :rate, expires_at = :ttl ADD taken :one",
+                Key={"id": {"S": item_id}},
+                UpdateExpression="SET item_type = :kind, expires_at = :ttl ADD taken :one",
                 ConditionExpression="attribute_not_exists(taken) OR taken < :limit",
                 ExpressionAttributeValues={
-                    ":rate": {"S": "rate"},
+                    ":kind": {"S": kind},
                     ":ttl": {"N": str(expires_at)},
                     ":one": {"N": "1"},
                     ":limit": {"N": str(limit)},
@@ -999,27 +1005,8 @@ class MessageRepository:
     # --- sending-limit counters (SPEC 3.5) ------------------------------------------------
 
     def take_count(self, key: str, limit: int, *, expires_at: int) -> bool:
-        """Add one to the counter `key` unless it already holds `limit`; False when it does.
-
-        One conditional `ADD`, so concurrent intakes can never take more than `limit` between
-        them. The item expires (TTL) with its window.
-        """
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"id": {"S": f"limit#{key}"}},
-                UpdateExpression="SET item_type = :kind, expires_at = :ttl ADD taken :one",
-                ConditionExpression="attribute_not_exists(taken) OR taken < :limit",
-                ExpressionAttributeValues={
-                    ":kind": {"S": "limit"},
-                    ":ttl": {"N": str(expires_at)},
-                    ":one": {"N": "1"},
-                    ":limit": {"N": str(limit)},
-                },
-            )
-        except self._conditional_failed:
-            return False
-        return True
+        """Take one of a sending limit's `limit` (SPEC 3.5); False when none is left."""
+        return self._take(f"limit#{key}", "limit", limit, expires_at)
 
     def give_back_count(self, key: str) -> None:
         """Undo one `take_count` (the message it was taken for was not stored after all)."""

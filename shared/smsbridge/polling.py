@@ -76,8 +76,9 @@ class Poller:
         summary.due = len(ids)
         to_poll: dict[str, list[Message]] = defaultdict(list)
         chores: list[Message] = []
+        epoch = int(now.timestamp())
         for message in self._repository.get_many(ids):
-            if message.is_final:
+            if message.is_final or not _still_due(message, epoch):
                 continue
             if (
                 message.status != Status.QUEUED
@@ -317,3 +318,9 @@ class _Polled:
     error: str = ""
     changed_to: str = ""
     rescheduled: bool = False
+
+
+def _still_due(message: Message, now_epoch: int) -> bool:
+    """Whether the message read is still due: an overlapping run may have moved its next check
+    between this run's index query and its read, and acting on it again would re-queue twice."""
+    return message.next_check_at is None or message.next_check_at <= now_epoch

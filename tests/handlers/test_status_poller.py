@@ -257,3 +257,33 @@ def test_two_overlapping_runs_requeue_each_message_once(stack: Stack) -> None:
                 QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"]
             )
     assert len(queued) == 5
+
+
+def test_a_run_that_reads_after_another_run_moved_the_check_does_not_requeue_again(
+    stack: Stack,
+) -> None:
+    """The interleaving that once queued a message twice: run A finds the message due, run B
+    finds and re-queues it, then A reads it. A sees the moved check and leaves it alone."""
+    intake = stack.handler("send_message")
+
+    def lost(**_: Any) -> dict[str, Any]:
+        raise ConnectionError("queue unreachable")
+
+    intake.runtime.sqs.send_message_batch = lost
+    body = {"to": "+4915112345699", "text": "x", "message_id": "interleaved"}
+    answer = stack.invoke(
+        intake, http_event("POST", "/v1/messages", body=json.dumps(body), headers=bearer())
+    )
+    assert answer["statusCode"] == 202
+    first, second = poller_at(stack, 121), poller_at(stack, 121)
+    read = first.runtime.dynamodb.batch_get_item
+    summaries: list[dict[str, Any]] = []
+
+    def other_run_first(**kwargs: Any) -> Any:
+        summaries.append(stack.invoke(second, {"source": "aws.scheduler"}))
+        return read(**kwargs)
+
+    first.runtime.dynamodb.batch_get_item = other_run_first
+    summaries.append(stack.invoke(first, {"source": "aws.scheduler"}))
+    assert [s["requeued"] for s in summaries] == [1, 0]
+    assert len(stack.receive()) == 1

@@ -102,7 +102,7 @@ class LocalStack:
         self._simulator: Simulator | None = None
         self._sim_url = ""
         self._functions: dict[str, LocalFunction] = {}
-        self._drivers: list[Driver] = []
+        self._drivers: list[Driver[Any]] = []
         self._stop_drivers = threading.Event()
         self._config: dict[str, Any] = {}
         self._secrets: dict[str, Any] = {}

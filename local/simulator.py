@@ -1080,7 +1080,7 @@ class Simulator:
 
     def _post_receipt(self, plan: _Plan, state: str) -> bool:
         """False when the receipt is worth posting again (no answer, or a 5xx)."""
-        at = _now_iso()
+        at, what = _now_iso(), f"receipt {state} for {plan.carrier} {plan.gateway_id}"
         try:
             response = plan.fmt.post(plan, state)
         except requests.RequestException as exc:
@@ -1088,24 +1088,12 @@ class Simulator:
                 return True
             self._posted(plan, state, at, type(exc).__name__)
             # The exception's text may hold the URL and its query (the DLR password): not logged.
-            log.warning(
-                "simulator: receipt %s for %s %s not posted: %s",
-                state,
-                plan.carrier,
-                plan.gateway_id,
-                type(exc).__name__,
-            )
+            log.warning("simulator: %s not posted: %s", what, type(exc).__name__)
             return False
         if response is not None:
             self._posted(plan, state, at, str(response.status_code))
         if response is not None and not response.ok:
-            log.warning(
-                "simulator: receipt %s for %s %s answered HTTP %s",
-                state,
-                plan.carrier,
-                plan.gateway_id,
-                response.status_code,
-            )
+            log.warning("simulator: %s answered HTTP %s", what, response.status_code)
             return response.status_code < 500
         return True
 

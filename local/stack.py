@@ -110,15 +110,14 @@ class LocalStack:
 
     # ------------------------------------------------------------------------------ properties
 
-    def _need(self, value: Any, what: str) -> Any:
+    def _need[T](self, value: T | None, what: str) -> T:
         if value is None:
             raise RuntimeError(f"the local stack is not running ({what})")
         return value
 
     @property
     def api_url(self) -> str:
-        api: ApiServer = self._need(self._api, "api_url")
-        return api.url
+        return self._need(self._api, "api_url").url
 
     @property
     def sim_url(self) -> str:
@@ -127,25 +126,21 @@ class LocalStack:
 
     @property
     def aws_endpoint(self) -> str:
-        clients: aws.AwsClients = self._need(self._clients, "aws_endpoint")
-        return clients.endpoint
+        return self._need(self._clients, "aws_endpoint").endpoint
 
     @property
     def simulator(self) -> Simulator:
-        simulator: Simulator = self._need(self._simulator, "simulator")
-        return simulator
+        return self._need(self._simulator, "simulator")
 
     @property
     def resources(self) -> LocalStackResources:
         """What the template made locally: tables, queues, functions and their triggers."""
-        resources: LocalStackResources = self._need(self._resources, "resources")
-        return resources
+        return self._need(self._resources, "resources")
 
     @property
     def clients(self) -> aws.AwsClients:
         """boto3 clients for the stack's moto server."""
-        clients: aws.AwsClients = self._need(self._clients, "clients")
-        return clients
+        return self._need(self._clients, "clients")
 
     @property
     def functions(self) -> dict[str, LocalFunction]:
@@ -168,8 +163,7 @@ class LocalStack:
 
     def moto_fault_counts(self) -> dict[str, int]:
         """The faults the moto process injected (DynamoDB throttling), by name."""
-        moto: aws.MotoServer = self._need(self._moto, "moto")
-        return moto.fault_counts()
+        return self._need(self._moto, "moto").fault_counts()
 
     def table_name(self, logical_id: str) -> str:
         return self.resources.table_name(logical_id)

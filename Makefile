@@ -121,12 +121,12 @@ report: install ## SMS channel report from the Messages table (ARGS="--since 24h
 
 .PHONY: backfill
 backfill: install ## give messages stored before the search indexes their keys (ARGS="--table NAME")
-	$(BIN)/python -m local.backfill $(ARGS)
+	$(BIN)/python -m tools.backfill $(ARGS)
 
 .PHONY: build
 build: install ## sam build (no container: python3.12 from .venv), then check every wheel is arm64
 	$(BIN)/sam build --template template.yaml
-	$(BIN)/python -m local.buildcheck .aws-sam/build
+	$(BIN)/python -m tools.buildcheck .aws-sam/build
 
 # STACK: the deployed stack whose outputs name the parameter and the secret (samconfig.toml's
 # stack names: smsbridge, smsbridge-staging).
@@ -135,12 +135,12 @@ STACK ?= smsbridge
 .PHONY: config-push
 config-push: install ## check a configuration with the functions' parser, then put it (FILE=... STACK=...)
 	@test -n "$(FILE)" || { echo "usage: make config-push FILE=config.json STACK=$(STACK)"; exit 2; }
-	$(BIN)/python -m local.config_push config $(FILE) --stack $(STACK) $(ARGS)
+	$(BIN)/python -m tools.config_push config $(FILE) --stack $(STACK) $(ARGS)
 
 .PHONY: secrets-push
 secrets-push: install ## check the credentials against the stack's configuration, then put them
 	@test -n "$(FILE)" || { echo "usage: make secrets-push FILE=secrets.json STACK=$(STACK)"; exit 2; }
-	$(BIN)/python -m local.config_push secrets $(FILE) --stack $(STACK) $(ARGS)
+	$(BIN)/python -m tools.config_push secrets $(FILE) --stack $(STACK) $(ARGS)
 
 .PHONY: deploy
 deploy: build ## sam deploy (add ARGS=--guided the first time)

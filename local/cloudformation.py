@@ -98,29 +98,6 @@ def _translated(path: str, mtime_ns: int, region: str) -> str:
     return json.dumps(result)
 
 
-def references(value: Any) -> Iterator[str]:
-    """Logical ids (and parameters) a value names: Ref, Fn::GetAtt, ${X} and ${X.Attr} in Sub."""
-    if isinstance(value, list):
-        for item in value:
-            yield from references(item)
-    elif isinstance(value, dict):
-        for key, arg in value.items():
-            if key == "Ref" and isinstance(arg, str):
-                yield arg
-            elif key == "Fn::GetAtt":
-                target = arg.split(".", 1)[0] if isinstance(arg, str) else arg[0]
-                if isinstance(target, str):
-                    yield target
-            elif key == "Fn::Sub":
-                text, variables = (arg[0], arg[1]) if isinstance(arg, list) else (arg, {})
-                for name in _SUB_VARIABLE.findall(str(text)):
-                    if name.split(".", 1)[0] not in variables:
-                        yield name.split(".", 1)[0]
-                yield from references(variables)
-            else:
-                yield from references(arg)
-
-
 def _target(value: Any) -> str | None:
     """The logical id behind `!Ref X` or `!GetAtt X.Attr`."""
     if isinstance(value, dict) and len(value) == 1:

@@ -27,6 +27,7 @@ from local.cloudformation import (
     StreamTrigger,
     TableInfo,
 )
+from local.worker import one_line
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -43,11 +44,6 @@ Invoke = Callable[[dict[str, Any]], Any]
 DEFAULT_STREAM_RETRIES = 3
 #: Period of a schedule whose expression is not a rate (cron, at).
 DEFAULT_SCHEDULE_SECONDS = 60.0
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------- filter patterns
@@ -104,11 +100,22 @@ def passes(filters: Iterable[Mapping[str, Any]], record: Mapping[str, Any]) -> b
 # ------------------------------------------------------------------------------------ drivers
 
 
-class Driver:
-    """Runs `poll_once` in daemon threads until the stop Event is set."""
+class Driver[T]:
+    """Runs `poll_once` in daemon threads until the stop Event is set: events of a template
+    `trigger` for the function's `invoke`."""
 
-    def __init__(self, name: str, *, stop_event: threading.Event | None = None, workers: int = 1):
-        self.name = name
+    def __init__(
+        self,
+        name: str,
+        invoke: Invoke,
+        trigger: T,
+        region: str,
+        stop_event: threading.Event | None = None,
+        workers: int = 1,
+    ) -> None:
+        for pattern in getattr(trigger, "filters", ()):
+            check_pattern(pattern)
+        self.name, self.invoke, self.trigger, self.region = name, invoke, trigger, region
         self.stop_event = stop_event or threading.Event()
         self.workers = max(1, workers)
         self._threads: list[threading.Thread] = []
@@ -133,12 +140,16 @@ class Driver:
             except Exception as exc:
                 if self.stop_event.is_set():
                     return
-                log.warning("%s: %s", self.name, _one_line(exc))
-                log.debug("%s failed", self.name, exc_info=True)
+                self._failed("", exc)
                 self.stop_event.wait(1.0)
 
     def poll_once(self) -> None:
         raise NotImplementedError
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """One log line for a failure (the traceback at DEBUG); the driver carries on."""
+        log.warning("%s: %s%s", self.name, what, one_line(exc))
+        log.debug("%s: %s", self.name, what or "failed", exc_info=True)
 
 
 def _b64(value: bytes | str) -> str:
@@ -222,7 +233,7 @@ def failed_items(result: Any, identifiers: list[str]) -> set[str] | None:
     return failed
 
 
-class SqsDriver(Driver):
+class SqsDriver(Driver[SqsTrigger]):
     """Long-polls a queue, invokes the function with each batch, deletes what succeeded.
 
     Records named in `batchItemFailures` (with ReportBatchItemFailures) stay on the queue and come
@@ -245,16 +256,9 @@ class SqsDriver(Driver):
         name: str | None = None,
         faults: Faults | None = None,
     ) -> None:
-        super().__init__(name or f"sqs:{queue.logical_id}", stop_event=stop_event, workers=workers)
-        self.faults = faults
-        for pattern in trigger.filters:
-            check_pattern(pattern)
-        self.invoke = invoke
-        self.trigger = trigger
-        self.queue = queue
-        self.sqs = sqs
-        self.region = region
-        self.wait_seconds = wait_seconds
+        name = name or f"sqs:{queue.logical_id}"
+        super().__init__(name, invoke, trigger, region, stop_event, workers)
+        self.faults, self.queue, self.sqs, self.wait_seconds = faults, queue, sqs, wait_seconds
 
     def _receive(self) -> list[MessageTypeDef]:
         wanted = max(1, self.trigger.batch_size)
@@ -301,10 +305,7 @@ class SqsDriver(Driver):
         try:
             result = self.invoke({"Records": records})
         except Exception as exc:
-            log.warning(
-                "%s: batch of %d failed, records stay: %s", self.name, len(records), _one_line(exc)
-            )
-            log.debug("%s: handler error", self.name, exc_info=True)
+            self._failed(f"batch of {len(records)} failed, records stay: ", exc)
             return
         self._deliver_again(records)
         if not self.trigger.report_batch_item_failures:
@@ -327,7 +328,7 @@ class SqsDriver(Driver):
         try:
             self.invoke({"Records": again})
         except Exception as exc:
-            log.warning("%s: repeated delivery failed: %s", self.name, _one_line(exc))
+            self._failed("repeated delivery failed: ", exc)
 
 
 def schedule_period(trigger: ScheduleTrigger, override: str | None = None) -> float:
@@ -379,7 +380,7 @@ def schedule_event(
     }
 
 
-class ScheduleDriver(Driver):
+class ScheduleDriver(Driver[ScheduleTrigger]):
     """Invokes the function every `period_seconds` (the first run one period after start)."""
 
     def __init__(
@@ -394,13 +395,9 @@ class ScheduleDriver(Driver):
         stop_event: threading.Event | None = None,
         name: str | None = None,
     ) -> None:
-        super().__init__(name or f"schedule:{function}.{trigger.event}", stop_event=stop_event)
-        self.invoke = invoke
-        self.trigger = trigger
-        self.period_seconds = period_seconds
-        self.function = function
-        self.region = region
-        self.account_id = account_id
+        name = name or f"schedule:{function}.{trigger.event}"
+        super().__init__(name, invoke, trigger, region, stop_event)
+        self.period_seconds, self.function, self.account_id = period_seconds, function, account_id
         self._next = time.monotonic() + period_seconds
 
     def poll_once(self) -> None:
@@ -413,8 +410,7 @@ class ScheduleDriver(Driver):
         try:
             self.invoke(event)
         except Exception as exc:
-            log.warning("%s: run failed: %s", self.name, _one_line(exc))
-            log.debug("%s: handler error", self.name, exc_info=True)
+            self._failed("run failed: ", exc)
 
 
 def _wire(value: Any) -> Any:
@@ -451,7 +447,7 @@ def stream_record(raw: Mapping[str, Any], stream_arn: str, region: str) -> dict[
     return record
 
 
-class StreamDriver(Driver):
+class StreamDriver(Driver[StreamTrigger]):
     """Reads a table's stream (from LATEST at start, or TRIM_HORIZON) and invokes the function.
 
     Records that match no FilterCriteria pattern are skipped. A failing batch is retried (from the
@@ -472,17 +468,13 @@ class StreamDriver(Driver):
         retry_delay_seconds: float = 0.5,
         name: str | None = None,
     ) -> None:
-        super().__init__(name or f"stream:{table.logical_id}", stop_event=stop_event)
         if not table.stream_arn:
             raise ValueError(f"table {table.logical_id} has no stream")
-        for pattern in trigger.filters:
-            check_pattern(pattern)
-        self.invoke = invoke
-        self.trigger = trigger
+        name = name or f"stream:{table.logical_id}"
+        super().__init__(name, invoke, trigger, region, stop_event)
         self.table = table
         self.stream_arn: str = table.stream_arn
         self.streams = streams
-        self.region = region
         self.poll_seconds = poll_seconds
         self.retry_delay_seconds = retry_delay_seconds
         retries = trigger.maximum_retry_attempts
@@ -527,8 +519,7 @@ class StreamDriver(Driver):
         try:
             result = self.invoke({"Records": batch})
         except Exception as exc:
-            log.warning("%s: batch of %d failed: %s", self.name, len(batch), _one_line(exc))
-            log.debug("%s: handler error", self.name, exc_info=True)
+            self._failed(f"batch of {len(batch)} failed: ", exc)
             failed_from = 0
         else:
             failed_from = None

@@ -96,14 +96,6 @@ def load_module(path: Path, module_name: str | None = None) -> ModuleType:
     return module
 
 
-def load_handler(function: str, module_name: str | None = None) -> ModuleType:
-    """functions/<function>/app.py, imported afresh with the layer (shared/) on sys.path."""
-    shared = str(REPO_ROOT / "shared")
-    if shared not in sys.path:
-        sys.path.insert(0, shared)
-    return load_module(REPO_ROOT / "functions" / function / "app.py", module_name)
-
-
 class InvocationError(Exception):
     """The handler raised (its one-line description), or its environment died or timed out."""
 
@@ -295,9 +287,6 @@ class LocalFunction:
             "region": self.region,
             "account_id": self.account_id,
         }
-
-    def context(self) -> LambdaContext:
-        return LambdaContext(**self.context_fields())
 
     def invoke(self, event: Any) -> Any:
         """Run the handler in a free environment (waits when all are busy).

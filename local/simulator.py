@@ -844,15 +844,7 @@ class Simulator:
         parts = [unquote(part) for part in split.path.strip("/").split("/")]
         query = parse_qs(split.query)
         if parts[0] == "_sim":
-            return self._route_sim(
-                method,
-                split.path,
-                parts=parts[1:],
-                query=query,
-                raw_query=split.query,
-                headers=headers,
-                body=body,
-            )
+            return self._route_sim(method, split.path, parts[1:], query, split.query, headers, body)
         if len(parts) == 2 and parts[0] in self._carriers:
             fmt, settings, creds = self._carriers[parts[0]]
             if parts[1] == "send" or (parts[1] == "status" and fmt.polled):
@@ -861,51 +853,40 @@ class Simulator:
                 authorization = headers.get("Authorization")
                 if parts[1] == "status":
                     return _Routed(self._status(parts[0], fmt, creds, authorization, body))
-                return self._submit(
-                    parts[0],
-                    fmt,
-                    settings=settings,
-                    creds=creds,
-                    authorization=authorization,
-                    body=body,
-                )
+                return self._submit(parts[0], fmt, settings, creds, authorization, body)
         return _Routed(_text_reply(404, "not found"))
 
     def _route_sim(
         self,
         method: str,
         path: str,
-        *,
         parts: list[str],
         query: dict[str, list[str]],
-        raw_query: str = "",
+        raw_query: str,
         headers: Headers,
         body: bytes,
     ) -> _Routed:
         name = parts[0] if parts else ""
         if name == "outage":
             return _Routed(self._outage(method, parts[1:], query))
-        expected = "GET" if name in ("submissions", "receipts", "callbacks") else "POST"
-        if name not in ("submissions", "receipts", "callbacks", "reset", "ofsc", "callback") or (
+        recorded = {
+            "submissions": self.submissions,
+            "receipts": self.receipts,
+            "callbacks": self.callbacks,
+        }
+        if name not in (*recorded, "reset", "ofsc", "callback") or (
             name != "callback" and len(parts) != 1
         ):
             return _Routed(_text_reply(404, "not found"))
-        if method != expected:
+        if method != ("GET" if name in recorded else "POST"):
             return _Routed(_text_reply(405, "method not allowed"))
-        match name:
-            case "submissions":
-                return _Routed(_json_reply(200, _filtered(self.submissions(), query)))
-            case "receipts":
-                return _Routed(_json_reply(200, _filtered(self.receipts(), query)))
-            case "callbacks":
-                return _Routed(_json_reply(200, _filtered(self.callbacks(), query)))
-            case "reset":
-                self.reset()
-                return _Routed(_json_reply(200, {"status": "ok"}))
-            case "ofsc":
-                return _Routed(self._ofsc(path, raw_query, query, headers, body))
-            case _:
-                return _Routed(self._json_callback(path, raw_query, query, headers, body))
+        if name in recorded:
+            return _Routed(_json_reply(200, _filtered(recorded[name](), query)))
+        if name == "reset":
+            self.reset()
+            return _Routed(_json_reply(200, {"status": "ok"}))
+        back_office = self._ofsc if name == "ofsc" else self._json_callback
+        return _Routed(back_office(path, raw_query, query, headers, body))
 
     # ---- carrier outages
 
@@ -923,7 +904,6 @@ class Simulator:
         self,
         carrier: str,
         fmt: _Format,
-        *,
         settings: dict[str, Any],
         creds: dict[str, Any],
         authorization: str | None,
@@ -1100,7 +1080,7 @@ class Simulator:
 
     def _post_receipt(self, plan: _Plan, state: str) -> bool:
         """False when the receipt is worth posting again (no answer, or a 5xx)."""
-        at = _now_iso()
+        at, what = _now_iso(), f"receipt {state} for {plan.carrier} {plan.gateway_id}"
         try:
             response = plan.fmt.post(plan, state)
         except requests.RequestException as exc:
@@ -1108,24 +1088,12 @@ class Simulator:
                 return True
             self._posted(plan, state, at, type(exc).__name__)
             # The exception's text may hold the URL and its query (the DLR password): not logged.
-            log.warning(
-                "simulator: receipt %s for %s %s not posted: %s",
-                state,
-                plan.carrier,
-                plan.gateway_id,
-                type(exc).__name__,
-            )
+            log.warning("simulator: %s not posted: %s", what, type(exc).__name__)
             return False
         if response is not None:
             self._posted(plan, state, at, str(response.status_code))
         if response is not None and not response.ok:
-            log.warning(
-                "simulator: receipt %s for %s %s answered HTTP %s",
-                state,
-                plan.carrier,
-                plan.gateway_id,
-                response.status_code,
-            )
+            log.warning("simulator: %s answered HTTP %s", what, response.status_code)
             return response.status_code < 500
         return True
 
@@ -1189,19 +1157,30 @@ class Simulator:
 
     # ---- back office
 
-    def _failing(self, path: str, raw_query: str, query: dict[str, list[str]]) -> int | None:
-        """The error status to answer this back-office call with, per `?fail=N|always`."""
+    def _back_office_call(
+        self,
+        kind: str,
+        path: str,
+        raw_query: str,
+        query: dict[str, list[str]],
+        headers: Headers,
+        body: bytes,
+    ) -> tuple[dict[str, Any], int | None]:
+        """A back-office call's record, and the error status to answer it with, per
+        `?fail=N|always` (counted per path and query)."""
         fail = (query.get("fail") or [""])[-1].strip().lower()
         key = (path, raw_query)
         with self._lock:
             calls = self._back_office_calls[key] = self._back_office_calls.get(key, 0) + 1
-        if fail == "always":
-            return 503
+        failing = 503 if fail == "always" else None
         if fail.isdigit() and calls <= int(fail):
-            return 500
-        return None
+            failing = 500
+        entry = {"kind": kind, "path": path, "query": raw_query, "headers": dict(headers.items())}
+        entry.update(body=body.decode("utf-8", "replace"), at=_now_iso())
+        return entry, failing
 
-    def _record_call(self, entry: dict[str, Any]) -> None:
+    def _record_call(self, entry: dict[str, Any], answered: int) -> None:
+        entry["answered"] = answered
         with self._lock:
             self._callbacks.append(entry)
 
@@ -1217,17 +1196,8 @@ class Simulator:
 
         `?fail=N` answers the first N calls with a SOAP Fault (HTTP 500), `?fail=always` with 503.
         """
-        entry: dict[str, Any] = {
-            "kind": "ofsc",
-            "path": path,
-            "query": raw_query,
-            "headers": dict(headers.items()),
-            "body": body.decode("utf-8", "replace"),
-            "at": _now_iso(),
-            "operation": "",
-            "messages": [],
-            "user": {},
-        }
+        entry, failing = self._back_office_call("ofsc", path, raw_query, query, headers, body)
+        entry.update(operation="", messages=[], user={})
         try:
             root = _parse_xml(body)
         except _BadRequest:
@@ -1244,7 +1214,6 @@ class Simulator:
             user = next((e for e in root.iter() if _local(e.tag) == "user"), None)
             if user is not None:
                 entry["user"] = {_local(item.tag): (item.text or "").strip() for item in user}
-        failing = self._failing(path, raw_query, query)
         if root is None or failing is not None:
             reason = "the request is not XML" if root is None else "simulated back-office failure"
             fault = (
@@ -1253,8 +1222,7 @@ class Simulator:
                 f"<faultstring>{reason}</faultstring></SOAP-ENV:Fault>"
             )
             status = 500 if root is None or failing is None else failing
-            entry["answered"] = status
-            self._record_call(entry)
+            self._record_call(entry, status)
             return _Reply(status, _envelope(fault), "text/xml; charset=utf-8")
         code = escape((query.get("code") or ["OK"])[-1])
         answers = "".join(
@@ -1264,8 +1232,7 @@ class Simulator:
             if _local(element.tag) == "message_id"
         )
         response = f"<urn:set_message_status_response>{answers}</urn:set_message_status_response>"
-        entry["answered"] = 200
-        self._record_call(entry)
+        self._record_call(entry, 200)
         return _Reply(200, _envelope(response), "text/xml; charset=utf-8")
 
     def _json_callback(
@@ -1280,27 +1247,13 @@ class Simulator:
 
         `?fail=N` answers 500 to the first N calls to this path and query, `?fail=always` 503.
         """
-        text = body.decode("utf-8", "replace")
+        entry, failing = self._back_office_call("json", path, raw_query, query, headers, body)
         try:
-            document: Any = json.loads(text)
+            entry["json"] = json.loads(entry["body"])
         except ValueError:
-            document = None
-        failing = self._failing(path, raw_query, query)
-        self._record_call(
-            {
-                "kind": "json",
-                "path": path,
-                "query": raw_query,
-                "headers": dict(headers.items()),
-                "body": text,
-                "json": document,
-                "at": _now_iso(),
-                "answered": failing or 200,
-            }
-        )
-        if failing is not None:
-            return _text_reply(failing, "simulated failure")
-        return _text_reply(200, "OK")
+            entry["json"] = None
+        self._record_call(entry, failing or 200)
+        return _text_reply(failing or 200, "simulated failure" if failing else "OK")
 
 
 def _envelope(content: str) -> bytes:

@@ -5,7 +5,7 @@ processes, `local.runtime`).
 Start order: moto server → template.yaml through the SAM translator, its tables and queues
 created by moto's CloudFormation → configuration (SSM) and secrets (Secrets Manager) → each
 function's environment variables (the translated function's own) and its first execution
-X
+environments → the HTTP API's routes → the simulator → the drivers. The calling process's
 own environment and modules are never changed, so tests can run one stack after another.
 """
 
@@ -16,6 +16,8 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -100,7 +102,7 @@ class LocalStack:
         self._simulator: Simulator | None = None
         self._sim_url = ""
         self._functions: dict[str, LocalFunction] = {}
-        self._drivers: list[Driver] = []
+        self._drivers: list[Driver[Any]] = []
         self._stop_drivers = threading.Event()
         self._config: dict[str, Any] = {}
         self._secrets: dict[str, Any] = {}
@@ -108,15 +110,14 @@ class LocalStack:
 
     # ------------------------------------------------------------------------------ properties
 
-    def _need(self, value: Any, what: str) -> Any:
+    def _need[T](self, value: T | None, what: str) -> T:
         if value is None:
             raise RuntimeError(f"the local stack is not running ({what})")
         return value
 
     @property
     def api_url(self) -> str:
-        api: ApiServer = self._need(self._api, "api_url")
-        return api.url
+        return self._need(self._api, "api_url").url
 
     @property
     def sim_url(self) -> str:
@@ -125,25 +126,21 @@ class LocalStack:
 
     @property
     def aws_endpoint(self) -> str:
-        clients: aws.AwsClients = self._need(self._clients, "aws_endpoint")
-        return clients.endpoint
+        return self._need(self._clients, "aws_endpoint").endpoint
 
     @property
     def simulator(self) -> Simulator:
-        simulator: Simulator = self._need(self._simulator, "simulator")
-        return simulator
+        return self._need(self._simulator, "simulator")
 
     @property
     def resources(self) -> LocalStackResources:
         """What the template made locally: tables, queues, functions and their triggers."""
-        resources: LocalStackResources = self._need(self._resources, "resources")
-        return resources
+        return self._need(self._resources, "resources")
 
     @property
     def clients(self) -> aws.AwsClients:
         """boto3 clients for the stack's moto server."""
-        clients: aws.AwsClients = self._need(self._clients, "clients")
-        return clients
+        return self._need(self._clients, "clients")
 
     @property
     def functions(self) -> dict[str, LocalFunction]:
@@ -166,8 +163,7 @@ class LocalStack:
 
     def moto_fault_counts(self) -> dict[str, int]:
         """The faults the moto process injected (DynamoDB throttling), by name."""
-        moto: aws.MotoServer = self._need(self._moto, "moto")
-        return moto.fault_counts()
+        return self._need(self._moto, "moto").fault_counts()
 
     def table_name(self, logical_id: str) -> str:
         return self.resources.table_name(logical_id)
@@ -329,67 +325,51 @@ class LocalStack:
                 faults=self._faults,
             )
         warm = int(self.setting("LOCAL_WARM_ENVIRONMENTS") or WARM_ENVIRONMENTS)
-        warming = [
-            threading.Thread(target=function.warm, args=(warm,), daemon=True)
-            for function in self._functions.values()
-        ]
-        for thread in warming:
-            thread.start()
-        for thread in warming:
-            thread.join()
+        _each_at_once([partial(f.warm, warm) for f in self._functions.values()])
         for function in self._functions.values():
             if not function.pids:
                 function.warm()  # its import error, raised here
 
     def _start_drivers(self, resources: LocalStackResources) -> None:
-        clients = self.clients
+        clients, period = self.clients, self.setting("SCHEDULE_SECONDS")
         for fn in resources.functions.values():
             function = self._functions[fn.logical_id]
-            for sqs in fn.sqs:
-                if sqs.enabled:
-                    workers = min(sqs.maximum_concurrency or 5, function.max_environments)
-                    self._drivers.append(
-                        SqsDriver(
-                            invoke=function.invoke,
-                            trigger=sqs,
-                            queue=resources.queues[sqs.queue],
-                            sqs=clients.sqs,
-                            region=self._region,
-                            stop_event=self._stop_drivers,
-                            workers=workers,
-                            name=f"{fn.logical_id}<-{sqs.queue}",
-                            faults=self._faults,
-                        )
+            common: dict[str, Any] = {"invoke": function.invoke, "region": self._region}
+            common["stop_event"] = self._stop_drivers
+            for sqs in filter(lambda t: t.enabled, fn.sqs):
+                workers = min(sqs.maximum_concurrency or 5, function.max_environments)
+                self._drivers.append(
+                    SqsDriver(
+                        **common,
+                        trigger=sqs,
+                        queue=resources.queues[sqs.queue],
+                        sqs=clients.sqs,
+                        workers=workers,
+                        name=f"{fn.logical_id}<-{sqs.queue}",
+                        faults=self._faults,
                     )
-            for schedule in fn.schedules:
-                if schedule.enabled:
-                    self._drivers.append(
-                        ScheduleDriver(
-                            invoke=function.invoke,
-                            trigger=schedule,
-                            period_seconds=schedule_period(
-                                schedule, self.setting("SCHEDULE_SECONDS")
-                            ),
-                            function=function.name,
-                            region=self._region,
-                            account_id=resources.account_id,
-                            stop_event=self._stop_drivers,
-                            name=f"{fn.logical_id}<-{schedule.event}",
-                        )
+                )
+            for schedule in filter(lambda t: t.enabled, fn.schedules):
+                self._drivers.append(
+                    ScheduleDriver(
+                        **common,
+                        trigger=schedule,
+                        period_seconds=schedule_period(schedule, period),
+                        function=function.name,
+                        account_id=resources.account_id,
+                        name=f"{fn.logical_id}<-{schedule.event}",
                     )
-            for stream in fn.streams:
-                if stream.enabled:
-                    self._drivers.append(
-                        StreamDriver(
-                            invoke=function.invoke,
-                            trigger=stream,
-                            table=resources.tables[stream.table],
-                            streams=clients.dynamodbstreams,
-                            region=self._region,
-                            stop_event=self._stop_drivers,
-                            name=f"{fn.logical_id}<-{stream.table}",
-                        )
+                )
+            for stream in filter(lambda t: t.enabled, fn.streams):
+                self._drivers.append(
+                    StreamDriver(
+                        **common,
+                        trigger=stream,
+                        table=resources.tables[stream.table],
+                        streams=clients.dynamodbstreams,
+                        name=f"{fn.logical_id}<-{stream.table}",
                     )
+                )
         for driver in self._drivers:
             driver.start()
 
@@ -408,14 +388,7 @@ class LocalStack:
         if self._api is not None:
             self._quietly(self._api.stop, "HTTP API")
             self._api = None
-        unloading = [
-            threading.Thread(target=function.unload, daemon=True)
-            for function in self._functions.values()
-        ]
-        for thread in unloading:
-            thread.start()
-        for thread in unloading:
-            thread.join()
+        _each_at_once([function.unload for function in self._functions.values()])
         self._functions.clear()
         if self._moto is not None:
             self._quietly(self._moto.stop, "moto server")
@@ -431,3 +404,12 @@ class LocalStack:
             action()
         except Exception as exc:
             log.warning("stopping %s: %s", what, exc)
+
+
+def _each_at_once(actions: list[Callable[[], Any]]) -> None:
+    """Run the actions side by side, each in a thread of its own, and wait for them all."""
+    threads = [threading.Thread(target=action, daemon=True) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -54,7 +54,7 @@ def _invocations(connection: Connection, handler: Any, faults: Any) -> None:
             result = handler(event, LambdaContext(**context_fields))
         except Exception as exc:
             counts = dict(faults.counts) if faults is not None else {}
-            answer: tuple[Any, ...] = ("error", _one_line(exc), traceback.format_exc(), counts)
+            answer: tuple[Any, ...] = ("error", one_line(exc), traceback.format_exc(), counts)
         else:
             answer = ("ok", result, dict(faults.counts) if faults is not None else {})
         sys.stdout.flush()
@@ -78,7 +78,7 @@ def serve(connection: Connection) -> None:
             faults = Faults(rates, seed=setup["faults"]["seed"], enabled=False)
             faults.attach(setup["logical_id"], module)
     except BaseException as exc:
-        connection.send(("error", _one_line(exc), traceback.format_exc(), {}))
+        connection.send(("error", one_line(exc), traceback.format_exc(), {}))
         return
     # LOCAL_DEBUG_LOGGERS=a,b: those loggers at DEBUG (the soak keeps the receipts' effects).
     for name in filter(None, os.environ.get("LOCAL_DEBUG_LOGGERS", "").split(",")):

@@ -15,15 +15,20 @@ from moto import mock_aws
 
 from local.api import http_event
 from local.aws import free_port
-from local.cloudformation import LocalStackResources, deploy, store_documents
+from local.cloudformation import REPO_ROOT, LocalStackResources, deploy, store_documents
 from local.drivers import sqs_event
-from local.runtime import LambdaContext, load_handler
+from local.runtime import LambdaContext, load_module
 from local.simulator import Simulator
 from tests.support import local_documents
 
 REGION = "eu-west-1"
 #: Settings the handler tests shorten (the template's values are production ones).
 FAST = {"SUBMIT_BACKOFF_SECONDS": "0", "STATUS_TIMEOUT_SECONDS": "3600"}
+
+
+def load_handler(function: str) -> ModuleType:
+    """functions/<function>/app.py, imported afresh (a new execution environment)."""
+    return load_module(REPO_ROOT / "functions" / function / "app.py")
 
 
 @dataclass

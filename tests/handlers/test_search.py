@@ -322,7 +322,7 @@ def test_search_keeps_no_number_in_clear_in_its_indexes(stack: Stack) -> None:
 
 
 def test_the_backfill_indexes_messages_stored_before_the_indexes(stack: Stack) -> None:
-    from local import backfill
+    from tools import backfill
 
     send(
         stack,

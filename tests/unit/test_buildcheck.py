@@ -1,10 +1,10 @@
-"""`make build`'s arm64 check (local/buildcheck.py) over a made-up .aws-sam/build tree."""
+"""`make build`'s arm64 check (tools/buildcheck.py) over a made-up .aws-sam/build tree."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from local.buildcheck import main, problems
+from tools.buildcheck import main, problems
 
 ELF_HEADER = b"\x7fELF\x02\x01\x01" + b"\x00" * 11  # 64-bit little-endian, machine at 18
 

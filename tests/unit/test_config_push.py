@@ -1,4 +1,4 @@
-"""`make config-push` / `make secrets-push` (local/config_push.py) against moto: a document is
+"""`make config-push` / `make secrets-push` (tools/config_push.py) against moto: a document is
 checked by the functions' own parser (the same messages) and only then put."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.config_push import main
 from smsbridge.config import ConfigError, parse_config
 from tests.support import local_documents
+from tools.config_push import main
 
 REGION = "eu-west-1"
 START = '{"clients": {}, "carriers": {}, "routes": {}}'

@@ -25,11 +25,37 @@ from typing import Any
 import pytest
 from botocore.session import get_session
 
-from local.cloudformation import DEFAULT_TEMPLATE, REPO_ROOT, references, translate
+from local.cloudformation import DEFAULT_TEMPLATE, REPO_ROOT, translate
 from smsbridge.statuses import Status, decide
 
 LAYER = REPO_ROOT / "shared" / "smsbridge"
 README = REPO_ROOT / "README.md"
+
+SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+def references(value: Any) -> Iterator[str]:
+    """Logical ids (and parameters) a value names: Ref, Fn::GetAtt, ${X} and ${X.Attr} in Sub."""
+    if isinstance(value, list):
+        for item in value:
+            yield from references(item)
+    elif isinstance(value, dict):
+        for key, arg in value.items():
+            if key == "Ref" and isinstance(arg, str):
+                yield arg
+            elif key == "Fn::GetAtt":
+                target = arg.split(".", 1)[0] if isinstance(arg, str) else arg[0]
+                if isinstance(target, str):
+                    yield target
+            elif key == "Fn::Sub":
+                text, variables = (arg[0], arg[1]) if isinstance(arg, list) else (arg, {})
+                for name in SUB_VARIABLE.findall(str(text)):
+                    if name.split(".", 1)[0] not in variables:
+                        yield name.split(".", 1)[0]
+                yield from references(variables)
+            else:
+                yield from references(arg)
+
 
 #: Every environment variable a function needs set because its default is no use outside a
 #: test (the table, queue, configuration and secret names, metrics settings, the receipt URL).

@@ -6,7 +6,7 @@ Scans the table for messages without `search_time` (a one-off operator task, nev
 path) and sets both keys with the secret from the secrets document. Run it again after rotating
 the secret with `--all`.
 
-Usage (`make backfill ARGS="..."` runs `python -m local.backfill ...`):
+Usage (`make backfill ARGS="..."` runs `python -m tools.backfill ...`):
 
     # the local stack (its moto endpoint is printed by `make run`)
     make backfill ARGS="--endpoint-url http://127.0.0.1:PORT"
@@ -22,16 +22,10 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-_SHARED = str(REPO_ROOT / "shared")
-if _SHARED not in sys.path:  # `python -m local.backfill` from the repository root
-    sys.path.insert(0, _SHARED)
-
-from smsbridge.repository import MessageRepository, message_from_item  # noqa: E402
+from smsbridge.repository import MessageRepository, message_from_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -74,7 +68,7 @@ def backfill(client: DynamoDBClient, table: str, secret: str, *, every: bool = F
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m local.backfill",
+        prog="python -m tools.backfill",
         description="Write the search index keys of messages stored before the indexes existed.",
     )
     parser.add_argument("--table", default=DEFAULT_TABLE, help="Messages table name")

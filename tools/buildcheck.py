@@ -1,7 +1,7 @@
 """`make build`'s last step: every wheel and native library `sam build` put under .aws-sam/build
 must run on arm64 (the template's Architectures), or the first cold start fails to import it.
 
-    python -m local.buildcheck .aws-sam/build
+    python -m tools.buildcheck .aws-sam/build
 
 Each `*.dist-info/WHEEL` must carry a platform tag that is `any` or an aarch64 one, and each
 shared library (`*.so`) must be an ELF file for AArch64. Exit status 1 names the offenders.

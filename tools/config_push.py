@@ -1,8 +1,8 @@
 """`make config-push` / `make secrets-push`: check a document with the functions' own parser,
 then put it where a deployed stack's functions read it.
 
-    python -m local.config_push config config.json --stack smsbridge-staging
-    python -m local.config_push secrets secrets.json --stack smsbridge-staging [--dry-run]
+    python -m tools.config_push config config.json --stack smsbridge-staging
+    python -m tools.config_push secrets secrets.json --stack smsbridge-staging [--dry-run]
 
 The target is the stack's `ConfigParameterName` / `SecretsArn` output (or `--name`). A
 configuration document goes through `smsbridge.config.parse_config`, the code every function
@@ -95,7 +95,7 @@ def push(session: Any, kind: str, text: str, name: str, *, config_name: str | No
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m local.config_push", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.config_push", description=__doc__)
     parser.add_argument("kind", choices=sorted(OUTPUTS))
     parser.add_argument("file", type=Path)
     parser.add_argument("--stack", help="read the target from this stack's outputs")
